@@ -1,0 +1,15 @@
+"""health_checker: every minute (scheduled) and on demand from the failover workflow (verify)."""
+
+from hapg import health, runtime
+from hapg.models import HealthRequest
+from hapg.names import Function
+from hapg.telemetry import logger, metrics, tracer
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    request = HealthRequest.parse(event)
+    report = health.run(request, lambda: runtime.database(Function.HEALTH_CHECKER), runtime.settings)
+    return report.to_dict()

@@ -1,0 +1,88 @@
+"""Environment -> typed, frozen settings. Read once per cold start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hapg.errors import ConfigError
+from hapg.models import Endpoint
+from hapg.names import DB_NAME, Env
+
+CA_BUNDLE = str(Path(__file__).parent / "certs" / "rds-ca-bundle.pem")
+SSL_MODES = ("verify-full", "verify-ca", "require", "disable")
+
+
+@dataclass(frozen=True)
+class DbSettings:
+    secret_arn: str
+    dbname: str
+    writer: Endpoint
+    reader: Endpoint
+    sslmode: str
+    sslrootcert: str
+    connect_timeout_s: float
+    statement_timeout_ms: int
+    proxy: Endpoint | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster_id: str
+    db: DbSettings
+    state_table: str | None
+    topic_arn: str | None
+    max_lag_ms: int
+    cooldown_s: int
+    drain_grace_s: float
+    secret_cache_s: int
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name, default)
+    if value is None or value == "":
+        raise ConfigError(f"environment variable {name} is required")
+    return value
+
+
+def _num(env: Mapping[str, str], name: str, default: str, kind: type = int) -> int | float:
+    raw = _get(env, name, default)
+    try:
+        value = kind(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    port = _get(env, Env.DB_PORT, "5432")
+    sslmode = _get(env, Env.DB_SSLMODE, "verify-full")
+    if sslmode not in SSL_MODES:
+        raise ConfigError(f"{Env.DB_SSLMODE} must be one of {', '.join(SSL_MODES)}")
+    proxy = env.get(Env.DB_PROXY_ENDPOINT)
+    db = DbSettings(
+        secret_arn=_get(env, Env.DB_SECRET_ARN),
+        dbname=_get(env, Env.DB_NAME, DB_NAME),
+        writer=Endpoint.parse(_get(env, Env.DB_WRITER_ENDPOINT), port),
+        reader=Endpoint.parse(_get(env, Env.DB_READER_ENDPOINT), port),
+        sslmode=sslmode,
+        sslrootcert=_get(env, Env.DB_SSL_ROOT_CERT, CA_BUNDLE),
+        connect_timeout_s=_num(env, Env.DB_CONNECT_TIMEOUT, "5", float),
+        statement_timeout_ms=_num(env, Env.DB_STATEMENT_TIMEOUT_MS, "5000"),
+        proxy=Endpoint.parse(proxy, port) if proxy else None,
+    )
+    return Settings(
+        cluster_id=_get(env, Env.CLUSTER_ID),
+        db=db,
+        state_table=env.get(Env.STATE_TABLE) or None,
+        topic_arn=env.get(Env.ALERT_TOPIC_ARN) or None,
+        max_lag_ms=_num(env, Env.MAX_LAG_MS, "1000"),
+        cooldown_s=_num(env, Env.FAILOVER_COOLDOWN_S, "300"),
+        drain_grace_s=_num(env, Env.DRAIN_GRACE_S, "5", float),
+        secret_cache_s=_num(env, Env.SECRET_CACHE_TTL_S, "300"),
+    )

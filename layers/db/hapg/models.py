@@ -1,0 +1,132 @@
+"""Frozen value types shared by the core, the handlers and the local harness."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hapg.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A libpq host/port. `host` may list several hosts ("h1,h2") with matching ports."""
+
+    host: str
+    port: int | str = 5432
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, value: str, default_port: int | str = 5432) -> Endpoint:
+        host, sep, port = value.rpartition(":")
+        if not (sep and port.replace(",", "").isdigit()):
+            host, port = value, str(default_port)
+        return cls(host, int(port) if port.isdigit() else port)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def from_secret(cls, secret: dict[str, Any]) -> Credentials:
+        try:
+            return cls(str(secret["username"]), str(secret["password"]))
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput("secret lacks username/password") from exc
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """JSON-able dict of a dataclass (tuples become lists)."""
+    return asdict(obj)
+
+
+# -- health ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReplicaLag:
+    instance_id: str
+    lag_ms: float | None  # None: unknown (no replay yet)
+    state: str  # streaming / catchup / aurora / ...
+
+
+@dataclass(frozen=True)
+class ConnectionStats:
+    active: int
+    idle: int
+    idle_in_transaction: int
+    other: int
+    max_connections: int
+
+    @property
+    def total(self) -> int:
+        return self.active + self.idle + self.idle_in_transaction + self.other
+
+    @property
+    def percent_of_max(self) -> float:
+        return round(100.0 * self.total / self.max_connections, 2) if self.max_connections else 0.0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    mode: str
+    healthy: bool
+    reason: str
+    writer_ok: bool
+    writer_instance: str | None
+    write_latency_ms: float | None
+    reader_ok: bool
+    reader_instance: str | None
+    replicas: tuple[ReplicaLag, ...] = ()
+    max_lag_ms: float | None = None
+    connections: ConnectionStats | None = None
+    tps: float | None = None
+    elapsed_ms: float = 0.0
+    checks: tuple[str, ...] = ()  # one line per check, in order, for the timeline
+
+    def to_dict(self) -> dict[str, Any]:
+        out = to_dict(self)
+        if self.connections:
+            out["connections"]["total"] = self.connections.total
+            out["connections"]["percent_of_max"] = self.connections.percent_of_max
+        return out
+
+
+def require_mapping(event: Any, what: str) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise InvalidInput(f"{what} must be a JSON object, got {type(event).__name__}")
+    return event
+
+
+@dataclass(frozen=True)
+class HealthRequest:
+    """health_checker input: the schedule's {"mode": "scheduled"} or the workflow's verify."""
+
+    mode: str
+    expected_writer: str | None = None
+    expected_replicas: int | None = None
+
+    @classmethod
+    def parse(cls, event: Any) -> HealthRequest:
+        from hapg.names import HealthMode
+
+        event = require_mapping(event, "health_checker event")
+        if event.get("detail-type") == "Scheduled Event" and event.get("source") == "aws.events":
+            return cls(HealthMode.SCHEDULED)
+        unknown = set(event) - {"mode", "expected_writer", "expected_replicas"}
+        if unknown:
+            raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))} in health_checker event")
+        mode = event.get("mode")
+        if mode not in HealthMode.ALL:
+            raise InvalidInput(f"unknown mode {mode!r}; expected one of {', '.join(HealthMode.ALL)}")
+        writer = event.get("expected_writer")
+        replicas = event.get("expected_replicas")
+        if writer is not None and (not isinstance(writer, str) or not writer):
+            raise InvalidInput("expected_writer must be a non-empty string")
+        if replicas is not None and (
+            isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0
+        ):
+            raise InvalidInput("expected_replicas must be a non-negative integer")
+        return cls(mode, writer, replicas)

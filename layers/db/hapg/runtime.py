@@ -1,0 +1,52 @@
+"""Per-process wiring: settings, the database, and the ports a handler uses.
+
+Handlers call these accessors; tests and the local harness call `override()` to swap a port
+(for example the Aurora cluster for the local PostgreSQL pair) without touching the core.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from hapg import aws, config, secrets
+from hapg.config import Settings
+from hapg.pg import Database
+
+_overrides: dict[str, Any] = {}
+
+
+@cache
+def settings() -> Settings:
+    return config.load()
+
+
+@cache
+def database(app: str) -> Database:
+    s = settings()
+    return Database(s.db, secrets.credentials_provider(s.db.secret_arn, s.secret_cache_s), app)
+
+
+def port(name: str, default_factory: Any) -> Any:
+    """An overridden port, else the cached default built by `default_factory()`."""
+    if name in _overrides:
+        return _overrides[name]
+    return _default_port(name, default_factory)
+
+
+@cache
+def _default_port(name: str, factory: Any) -> Any:
+    return factory()
+
+
+def override(**ports: Any) -> None:
+    _overrides.update(ports)
+
+
+def reset() -> None:
+    """Forget everything cached: settings, clients, secrets, ports (tests, harness)."""
+    _overrides.clear()
+    for fn in (settings, database, _default_port):
+        fn.cache_clear()
+    aws.reset_clients()
+    secrets.reset()

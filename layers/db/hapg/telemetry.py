@@ -1,0 +1,35 @@
+"""Powertools Logger, Tracer and Metrics, configured once for every function."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from hapg.names import Metric
+
+logger = Logger(log_uncaught_exceptions=True)
+tracer = Tracer()
+metrics = Metrics(namespace=Metric.NAMESPACE)
+
+__all__ = ["MetricUnit", "child_logger", "emit", "emit_per_instance", "logger", "metrics", "tracer"]
+
+
+def child_logger() -> Logger:
+    """Core modules log through children of the function's logger (same keys, same level)."""
+    return Logger(child=True)
+
+
+def emit(cluster_id: str, values: dict[str, tuple[float | None, str]]) -> None:
+    """Add metrics under the ClusterId dimension; None values are skipped, not zeroed."""
+    if metrics.default_dimensions.get(Metric.DIM_CLUSTER) != cluster_id:
+        metrics.set_default_dimensions(**{Metric.DIM_CLUSTER: cluster_id})
+    for name, (value, unit) in values.items():
+        if value is not None:
+            metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def emit_per_instance(cluster_id: str, name: str, unit: str, per_instance: dict[str, float]) -> None:
+    """One EMF record per instance (ClusterId + InstanceId), flushed immediately."""
+    for instance_id, value in per_instance.items():
+        with single_metric(name=name, unit=unit, value=value, namespace=Metric.NAMESPACE) as m:
+            m.add_dimension(name=Metric.DIM_CLUSTER, value=cluster_id)
+            m.add_dimension(name=Metric.DIM_INSTANCE, value=instance_id)

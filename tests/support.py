@@ -1,0 +1,41 @@
+"""Helpers shared by test modules (importable: pyproject puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import json
+
+from hapg.names import DB_NAME, Env
+
+from local.pgnode import ADMIN_USER, Sandbox
+
+CLUSTER_ID = "hapg-test-cluster"
+
+
+def make_secret(sandbox: Sandbox, name: str = "hapg-test/db/master") -> str:
+    """A moto secret holding the sandbox's admin credentials; returns its ARN."""
+    import boto3
+
+    value = {
+        "username": ADMIN_USER,
+        "password": sandbox.admin_password,
+        "engine": "postgres",
+        "dbname": DB_NAME,
+    }
+    return boto3.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
+
+
+def pair_env(pair, secret_arn: str) -> dict[str, str]:
+    """The environment template.yaml gives a function, pointed at a local pair."""
+    primary, standby = pair.primary, pair.standby
+    return {
+        Env.CLUSTER_ID: CLUSTER_ID,
+        Env.DB_SECRET_ARN: secret_arn,
+        Env.DB_NAME: DB_NAME,
+        Env.DB_WRITER_ENDPOINT: str(primary.endpoint),
+        Env.DB_READER_ENDPOINT: str(standby.endpoint),
+        Env.DB_SSLMODE: "verify-full",
+        Env.DB_SSL_ROOT_CERT: str(pair.sandbox.tls.ca_cert),
+        Env.DB_CONNECT_TIMEOUT: "3",
+        Env.DB_STATEMENT_TIMEOUT_MS: "3000",
+        Env.METRICS_NAMESPACE: "HAPostgreSQL",
+    }
