@@ -257,12 +257,34 @@ class PgNode:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGCONT)
 
+    def connect(self, dbname: str = "postgres", timeout: int = 5):
+        """An autocommit admin connection over TLS (harness control, not product code)."""
+        import psycopg2
+
+        conn = psycopg2.connect(
+            self.conninfo(ADMIN_USER, self.sandbox.admin_password, dbname=dbname, connect_timeout=str(timeout))
+        )
+        conn.autocommit = True
+        return conn
+
+    def sql(self, statement: str, params: object = None, dbname: str = "postgres") -> list[tuple]:
+        conn = self.connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def rewind_from(self, source: PgNode) -> None:
+        """pg_rewind this stopped ex-primary onto `source`'s timeline (needs wal_log_hints)."""
+        conninfo = source.conninfo(ADMIN_USER, self.sandbox.admin_password, dbname="postgres")
+        run([str(PG_BIN / "pg_rewind"), "-D", str(self.data), f"--source-server={conninfo}", "--no-sync"], timeout=120)
+
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         """Run SQL as the admin over TLS (setup and assertions, not product code)."""
         conn = self.conninfo(ADMIN_USER, self.sandbox.admin_password, dbname=dbname)
-        return run(
-            [str(PG_BIN / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conn, "-c", sql]
-        ).strip()
+        return run([str(PG_BIN / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conn, "-c", sql]).strip()
 
 
 def _quote(value: object) -> str:

@@ -15,9 +15,7 @@ ASYNC = {"synchronous_commit": "on", "synchronous_standby_names": ""}
 
 
 class PgPair:
-    def __init__(
-        self, names: tuple[str, str] = ("writer", "reader-1"), sync: bool = True, prefix: str = "hapg-"
-    ):
+    def __init__(self, names: tuple[str, str] = ("writer", "reader-1"), sync: bool = True, prefix: str = "hapg-"):
         self.sandbox = Sandbox(prefix)
         self.sync = sync
         self.nodes = [PgNode(name, self.sandbox) for name in names]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hapg.errors import ConfigError
 from hapg.models import Endpoint
-from hapg.names import DB_NAME, Env
+from hapg.names import DB_NAME, Env, Timing
 
 CA_BUNDLE = str(Path(__file__).parent / "certs" / "rds-ca-bundle.pem")
 SSL_MODES = ("verify-full", "verify-ca", "require", "disable")
@@ -38,6 +38,11 @@ class Settings:
     cooldown_s: int
     drain_grace_s: float
     secret_cache_s: int
+    lock_ttl_s: float = Timing.LOCK_TTL_S
+    promote_deadline_s: float = Timing.PROMOTE_DEADLINE_S
+    poll_interval_s: float = 1.0
+    poll_window_s: float = Timing.STATUS_POLL_WINDOW_S
+    stale_event_s: float = 900
 
 
 def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
@@ -85,4 +90,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         cooldown_s=_num(env, Env.FAILOVER_COOLDOWN_S, "300"),
         drain_grace_s=_num(env, Env.DRAIN_GRACE_S, "5", float),
         secret_cache_s=_num(env, Env.SECRET_CACHE_TTL_S, "300"),
+        lock_ttl_s=_num(env, Env.LOCK_TTL_S, str(Timing.LOCK_TTL_S), float),
+        promote_deadline_s=_num(env, Env.PROMOTE_DEADLINE_S, str(Timing.PROMOTE_DEADLINE_S), float),
+        poll_interval_s=_num(env, Env.STATUS_POLL_INTERVAL_S, "1", float),
+        poll_window_s=_num(env, Env.STATUS_POLL_WINDOW_S, str(Timing.STATUS_POLL_WINDOW_S), float),
+        stale_event_s=_num(env, Env.STALE_EVENT_S, "900", float),
     )

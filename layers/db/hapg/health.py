@@ -11,12 +11,13 @@ import uuid
 from dataclasses import dataclass, field
 
 import psycopg2.errors
+from psycopg2 import sql
+
 from hapg import errors
 from hapg.models import ConnectionStats, HealthReport, HealthRequest, ReplicaLag
 from hapg.names import HealthMode, Metric
 from hapg.pg import Database, query, query_one
 from hapg.telemetry import MetricUnit, child_logger, emit, emit_per_instance
-from psycopg2 import sql
 
 log = child_logger()
 
@@ -81,6 +82,7 @@ class Expectation:
 @dataclass
 class WriterProbe:
     error: str | None = None
+    read_only: bool = False  # the writer endpoint reached a node that refuses writes
     instance: str | None = None
     in_recovery: bool = False
     write_ms: float | None = None
@@ -109,7 +111,7 @@ def identify(conn) -> tuple[bool, str, bool]:
 def probe_writer(db: Database) -> WriterProbe:
     out = WriterProbe()
     try:
-        with db.session(db.settings.writer) as conn:
+        with db.session(db.settings.writer, target_session_attrs="read-write") as conn:
             aurora, out.instance, out.in_recovery = identify(conn)
             if out.in_recovery:
                 return out
@@ -119,7 +121,15 @@ def probe_writer(db: Database) -> WriterProbe:
             out.connections = ConnectionStats(*query_one(conn, _CONNECTIONS))
     except errors.HapgError as exc:
         out.error = str(exc)
+        out.read_only = any(s in out.error for s in ("read-only", "hot standby"))
     return out
+
+
+def replica_lags(db: Database) -> dict[str, float | None]:
+    """Replica lag per instance as the writer sees it (the coordinator's snapshot uses this)."""
+    with db.session(db.settings.writer, target_session_attrs="read-write") as conn:
+        aurora = bool(query_one(conn, _IS_AURORA)[0])
+        return {r.instance_id: r.lag_ms for r in _replicas(conn, aurora)}
 
 
 def _beat(conn, writer: str, token: str) -> tuple[float, float | None]:
@@ -171,12 +181,11 @@ def _wait_for_token(conn, token: str, wait_s: float) -> bool:
         time.sleep(0.02)
 
 
-def judge(
-    writer: WriterProbe, reader: ReaderProbe, max_lag_ms: float, expect: Expectation
-) -> tuple[bool, bool, str]:
+def judge(writer: WriterProbe, reader: ReaderProbe, max_lag_ms: float, expect: Expectation) -> tuple[bool, bool, str]:
     """(writer_ok, healthy, reason sentence). Pure."""
     if writer.error:
-        return False, False, f"writer endpoint failed: {writer.error}"
+        stale = " (a reader: DNS not yet updated?)" if writer.read_only else ""
+        return False, False, f"writer endpoint failed{stale}: {writer.error}"
     if writer.in_recovery:
         return False, False, f"writer endpoint reached {writer.instance}, which is in recovery"
     if expect.writer and writer.instance != expect.writer:
@@ -206,9 +215,7 @@ def judge(
     )
 
 
-def check_health(
-    db: Database, mode: str, max_lag_ms: float, expect: Expectation | None = None
-) -> HealthReport:
+def check_health(db: Database, mode: str, max_lag_ms: float, expect: Expectation | None = None) -> HealthReport:
     if mode not in HealthMode.ALL:
         raise errors.InvalidInput(f"unknown mode {mode!r}; expected one of {', '.join(HealthMode.ALL)}")
     expect = expect or Expectation()
@@ -227,6 +234,7 @@ def check_health(
         write_latency_ms=writer.write_ms,
         reader_ok=reader.error is None and reader.saw_token is not False,
         reader_instance=reader.instance,
+        writer_stale=writer.read_only or bool(expect.writer and writer.instance and writer.instance != expect.writer),
         replicas=tuple(writer.replicas),
         max_lag_ms=max(lags) if lags else None,
         connections=writer.connections,
@@ -263,7 +271,7 @@ def run(request: HealthRequest, db_factory, settings_factory) -> HealthReport:
         s = None
     emit_metrics(report, s.cluster_id if s else "unknown")
     if request.mode == HealthMode.VERIFY and not report.healthy:
-        if request.expected_writer and report.writer_instance not in (None, request.expected_writer):
+        if report.writer_stale:
             raise errors.NotReady(report.reason)
         raise errors.VerificationFailed(report.reason)
     return report

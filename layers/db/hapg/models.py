@@ -79,6 +79,7 @@ class HealthReport:
     write_latency_ms: float | None
     reader_ok: bool
     reader_instance: str | None
+    writer_stale: bool = False  # the writer endpoint does not (yet) reach the expected writer
     replicas: tuple[ReplicaLag, ...] = ()
     max_lag_ms: float | None = None
     connections: ConnectionStats | None = None
@@ -125,8 +126,98 @@ class HealthRequest:
         replicas = event.get("expected_replicas")
         if writer is not None and (not isinstance(writer, str) or not writer):
             raise InvalidInput("expected_writer must be a non-empty string")
-        if replicas is not None and (
-            isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0
-        ):
+        if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0):
             raise InvalidInput("expected_replicas must be a non-negative integer")
         return cls(mode, writer, replicas)
+
+
+# -- cluster and failover -------------------------------------------------------------------
+AVAILABLE = "available"
+
+
+@dataclass(frozen=True)
+class Member:
+    instance_id: str
+    is_writer: bool
+    status: str
+    promotion_tier: int = 1
+    az: str | None = None
+    endpoint: Endpoint | None = None
+    lag_ms: float | None = None  # None: unknown
+
+    @property
+    def available(self) -> bool:
+        return self.status == AVAILABLE
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """What RDS (and the writer's replication view) said at `taken_at` (epoch seconds)."""
+
+    cluster_id: str
+    status: str
+    members: tuple[Member, ...]
+    taken_at: float
+
+    @property
+    def writer(self) -> Member | None:
+        return next((m for m in self.members if m.is_writer), None)
+
+    @property
+    def readers(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if not m.is_writer)
+
+    def member(self, instance_id: str) -> Member | None:
+        return next((m for m in self.members if m.instance_id == instance_id), None)
+
+    @property
+    def all_available(self) -> bool:
+        return self.status == AVAILABLE and all(m.available for m in self.members)
+
+
+@dataclass(frozen=True)
+class FailoverRequest:
+    """A validated trigger: console/CLI/schedule input or an RDS failover event."""
+
+    kind: str
+    reason: str
+    target: str | None = None
+    force: bool = False
+    event_id: str | None = None
+    event_code: str | None = None
+    event_time: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FailoverRequest:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class Plan:
+    decision: str
+    mode: str
+    reason: str
+    old_writer: str | None = None
+    target: str | None = None
+    old_writer_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    execution: str
+    kind: str
+    mode: str
+    outcome: str
+    reason: str
+    started_at: float
+    finished_at: float
+    old_writer: str | None = None
+    new_writer: str | None = None
+    event_id: str | None = None
+    event_code: str | None = None
+    event_time: float | None = None
+    phases_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HistoryRecord:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})

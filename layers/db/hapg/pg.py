@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions as ext
+
 from hapg import errors
 from hapg.config import DbSettings
 from hapg.models import Credentials, Endpoint
@@ -144,15 +145,21 @@ class Database:
     @contextmanager
     def session(self, endpoint: Endpoint | None = None, **kwargs) -> Iterator[DeadlineConnection]:
         conn = self.open(endpoint, **kwargs)
-        where = f"{endpoint or self.settings.writer}"
-        try:
+        with guarded(conn, f"{endpoint or self.settings.writer}"):
             yield conn
-        except errors.HapgError:
-            raise
-        except psycopg2.Error as exc:
-            raise translate(exc, where) from exc
-        finally:
-            close_quietly(conn)
+
+
+@contextmanager
+def guarded(conn: ext.connection, where: str) -> Iterator[ext.connection]:
+    """Translate driver errors raised while using `conn`, and always close it."""
+    try:
+        yield conn
+    except errors.HapgError:
+        raise
+    except psycopg2.Error as exc:
+        raise translate(exc, where) from exc
+    finally:
+        close_quietly(conn)
 
 
 def close_quietly(conn: ext.connection | None) -> None:

@@ -1,0 +1,1 @@
+"""Shared core of the HA PostgreSQL functions, shipped in the Lambda layer."""

@@ -1,0 +1,71 @@
+"""failover_coordinator: route one state machine step to the failover core."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hapg import failover, health, outcome, runtime
+from hapg.aurora import AuroraCluster
+from hapg.errors import InvalidInput
+from hapg.history import StateTable
+from hapg.models import FailoverRequest
+from hapg.names import Action, Await, Function
+from hapg.planner import Limits
+from hapg.steps import Step, timed
+
+ACTIONS = (Action.VALIDATE, Action.PLAN, Action.PROMOTE, Action.STATUS, Action.RECORD)
+
+
+def _aurora() -> AuroraCluster:
+    s = runtime.settings()
+    db = runtime.database(Function.FAILOVER_COORDINATOR)
+    return AuroraCluster(s.cluster_id, lag_source=lambda: health.replica_lags(db))
+
+
+def deps() -> failover.Deps:
+    s = runtime.settings()
+    if not s.state_table:
+        from hapg.errors import ConfigError
+
+        raise ConfigError("STATE_TABLE is required by the failover coordinator")
+    return failover.Deps(
+        cluster=runtime.port("cluster", _aurora),
+        table=StateTable(s.state_table, s.cluster_id),
+        limits=Limits(max_lag_ms=s.max_lag_ms, cooldown_s=s.cooldown_s, stale_event_s=s.stale_event_s),
+        poll_interval_s=s.poll_interval_s,
+        lock_ttl_s=s.lock_ttl_s,
+    )
+
+
+def run(step: Step) -> dict[str, Any]:
+    started = time.time()
+    s = runtime.settings()
+    if step.action == Action.VALIDATE:
+        return failover.validate(
+            step.payload.get("input"), step.get("execution", str), s.cluster_id, started, s.lock_ttl_s
+        )
+    d = deps()
+    if step.action == Action.PLAN:
+        return failover.plan_failover(FailoverRequest.from_dict(step.get("request", dict)), d)
+    if step.action == Action.PROMOTE:
+        return failover.promote(step.get("target", str), d, s.promote_deadline_s)
+    if step.action == Action.STATUS:
+        since = float(step.get("started_at", (int, float)))
+        target = step.get("target", str, required=False)
+        wait_for = step.get("await", str, required=False) or Await.WRITER
+        if wait_for not in Await.ALL:
+            raise InvalidInput(f"status: await must be one of {', '.join(Await.ALL)}")
+        deadline = since + s.promote_deadline_s
+        status = failover.await_promotion(target, deadline, d, s.poll_window_s, wait_for == Await.REPLICAS)
+        return timed(status, started)
+    return record(step.get("state", dict), step.get("execution", str), d, s.cluster_id)
+
+
+def record(state: dict[str, Any], execution: str, d: failover.Deps, cluster_id: str) -> dict[str, Any]:
+    owner = d.table.lock_owner() if state.get("lock_error") else None
+    rec = outcome.assess(state, execution, owner, d.clock())
+    maintenance = d.table.maintenance()
+    if d.table.put(rec):
+        outcome.emit_outcome(rec, cluster_id)
+    return outcome.report(rec, state, cluster_id, maintenance)

@@ -1,0 +1,1 @@
+"""State machines defined in Python (Step Functions SDK API), rendered to committed ASL JSON."""
