@@ -16,12 +16,13 @@ from contextlib import closing
 from dataclasses import dataclass, field
 
 from hapg.aurora import AuroraCluster
-from hapg.models import ClusterSnapshot, Member
+from hapg.models import ClusterSnapshot, Endpoint, Member
 
 from local.pgnode import PgNode
 from local.pgpair import PgPair, set_sync
 
 CATCH_UP_TIMEOUT_S = 10.0
+UNREACHABLE_PORT = 1  # nothing listens there: connection refused, as through a dropped route
 
 
 @dataclass
@@ -48,6 +49,7 @@ class LocalCluster:
         self._lock = threading.Lock()
         self._rejoining: set[str] = set()
         self._threads: list[threading.Thread] = []
+        self.partitioned: set[str] = set()  # instances the Lambdas cannot reach (chaos, rehearsal)
 
     # -- ClusterPort ------------------------------------------------------------------------
     def snapshot(self) -> ClusterSnapshot:
@@ -88,7 +90,10 @@ class LocalCluster:
             status = "available"
         else:
             status = "failed"
-        return dataclasses.replace(m, status=status, endpoint=node.endpoint)
+        endpoint = (
+            Endpoint(node.endpoint.host, UNREACHABLE_PORT) if m.instance_id in self.partitioned else node.endpoint
+        )
+        return dataclasses.replace(m, status=status, endpoint=endpoint)
 
     def _fence(self, old: PgNode, new: PgNode, prim: Primitive) -> None:
         """Planned: checkpoint, stop the old writer fast, wait until the target replayed its WAL."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import uuid
@@ -13,12 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
 
 
-def load(name: str) -> ModuleType:
-    """The handler module of function `name` (cached like a warm Lambda container)."""
+def load(name: str, root: Path | None = None) -> ModuleType:
+    """The handler module of function `name` (cached like a warm Lambda container).
+
+    `root` replaces FUNCTIONS (tests load throwaway handlers); its modules are cached under their own names.
+    """
+    root = FUNCTIONS if root is None else Path(root).resolve()
     module_name = f"hapg_fn_{name}"
+    if root != FUNCTIONS:
+        module_name += "_" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
     if module_name in sys.modules:
         return sys.modules[module_name]
-    path = FUNCTIONS / name / "index.py"
+    path = root / name / "index.py"
     if not path.exists():
         raise FileNotFoundError(f"no handler at {path}")
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -46,6 +53,4 @@ class LambdaContext:
 
 
 def invoke(name: str, event: dict, timeout_s: float = 30.0) -> dict:
-    return load(name).lambda_handler(
-        event, LambdaContext(function_name=f"hapg-local-{name}", timeout_s=timeout_s)
-    )
+    return load(name).lambda_handler(event, LambdaContext(function_name=f"hapg-local-{name}", timeout_s=timeout_s))

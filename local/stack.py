@@ -164,8 +164,8 @@ class LocalStack:
         )
 
     def _create_workflow(self) -> None:
-        for fn in FUNCTION_TIMEOUTS:
-            self.arns[fn] = self.executor.add_function(fn, fn, timeout_s=FUNCTION_TIMEOUTS[fn])
+        for fn, timeout in FUNCTION_TIMEOUTS.items():
+            self.arns[fn] = self.executor.add_function(fn, fn, timeout_s=timeout)
         self.state_machine = self.executor.create_state_machine(
             f"{CLUSTER_ID}-failover",
             FAILOVER_ASL,

@@ -27,7 +27,7 @@ class WorkloadConfig:
     threads: int = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Ack:
     at: float
     writer: int
