@@ -123,6 +123,7 @@ class LocalCluster:
         try:
             if old.is_running():
                 old.fence()
+            new.sql("CHECKPOINT")  # pg_rewind reads the timeline from the control file: make it current
             try:
                 old.rewind_from(new)
             except RuntimeError as exc:  # e.g. a crash left it unrewindable: rebuild from scratch
@@ -135,6 +136,8 @@ class LocalCluster:
             PgPair.wait_streaming(new, old)
             set_sync(new, self.pair.sync)
             prim.rejoined = time.time()
+        except Exception as exc:  # noqa: BLE001 - surfaced through notes; the member stays "failed"
+            prim.notes.append(f"rejoin of {old.name} failed: {exc}")
         finally:
             self._rejoining.discard(old.name)
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from hapg import aws
 
 THROTTLE_BODY = {
     "Error": {"Code": "Throttling", "Message": "Rate exceeded"},
@@ -32,7 +33,9 @@ def throttle(service: str, calls: int) -> Iterator[dict[str, int]]:
 
     events = boto3._get_default_session().events  # the session behind hapg.aws clients
     events.register(f"before-call.{service}", before_call, unique_id="hapg-throttle")
+    aws.reset_clients()  # clients copy the session's handlers when created: make new ones
     try:
         yield counter
     finally:
         events.unregister(f"before-call.{service}", unique_id="hapg-throttle")
+        aws.reset_clients()

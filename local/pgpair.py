@@ -43,15 +43,16 @@ class PgPair:
 
     @staticmethod
     def wait_streaming(primary: PgNode, standby: PgNode, timeout: float = 30) -> None:
+        """Until `standby` streams `primary`'s current timeline (a walreceiver can look "streaming"
+        for a moment while it fails to follow a fork, so the timeline is checked too)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (
-                primary.psql(
-                    f"SELECT count(*) FROM pg_stat_replication WHERE application_name = '{standby.name}' "
-                    "AND state = 'streaming'"
-                )
-                == "1"
-            ):
+            try:
+                tli = primary.sql("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+                rows = standby.sql("SELECT status, received_tli FROM pg_stat_wal_receiver")
+            except Exception:  # noqa: BLE001 - a node still starting up
+                rows, tli = [], None
+            if rows and rows[0][0] == "streaming" and rows[0][1] == tli[0][0]:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{standby.name} is not streaming from {primary.name} after {timeout}s")

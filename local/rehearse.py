@@ -125,7 +125,8 @@ def _summary(rep, errors: int) -> None:
         f"{rep.promote_primitive_ms:.0f} ms)"
     )
     say(
-        f"   commits acked {rep.acked_commits}, lost {rep.lost_commits}; client errors {errors}; promotes {rep.promotes}"
+        f"   commits acked {rep.acked_commits}, lost {rep.lost_commits}; "
+        f"client errors {errors}; promotes {rep.promotes}"
     )
     for check, ok in rep.checks.items():
         say(f"   [{'ok' if ok else 'FAILED'}] {check}")

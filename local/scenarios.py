@@ -107,7 +107,7 @@ def target_down(st: LocalStack) -> Result:
 
 
 def throttling(st: LocalStack) -> Result:
-    with throttle("rds", calls=5) as counter:
+    with throttle("rds", calls=3) as counter:
         r = st.run({**SWITCHOVER, "reason": "rehearsal: RDS API throttling"})
     retried = any(i.error == "AwsThrottled" for i in st.executor.invocations())
     return (
@@ -115,7 +115,7 @@ def throttling(st: LocalStack) -> Result:
         [],
         {
             "execution succeeded": _outcome(r) == Outcome.SUCCEEDED,
-            "throttling reached the workflow and was retried": retried and counter["throttled"] == 5,
+            "throttling reached the workflow and was retried": retried and counter["throttled"] == 3,
         },
     )
 

@@ -54,7 +54,8 @@ class LocalStack:
         self.cluster: LocalCluster | None = None
         self.state_machine = ""
         self.arns: dict[str, str] = {}
-        self.notifications: Any = None
+        self._captured: Any = None
+        self._seen = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -105,7 +106,7 @@ class LocalStack:
             BillingMode="PAY_PER_REQUEST",
         )
         self.topic_arn = boto3.client("sns").create_topic(Name=f"{CLUSTER_ID}-alerts")["TopicArn"]
-        self.notifications = self.executor.capture_topic(self.topic_arn)
+        self._captured = self.executor.capture_topic(self.topic_arn)
         rds = boto3.client("rds")
         rds.create_db_cluster(
             DBClusterIdentifier=CLUSTER_ID,
@@ -145,6 +146,13 @@ class LocalStack:
             Env.FAILOVER_COOLDOWN_S: "0",
             **self.options.env,
         }
+
+    def configure(self, **env: str) -> None:
+        """Change function settings mid-stack (e.g. a short deadline): like redeploying the env."""
+        self.options.env.update(env)
+        self._set_env()
+        runtime.reset()
+        runtime.override(cluster=self.cluster)
 
     def _set_env(self) -> None:
         for key, value in self.function_env().items():
@@ -190,6 +198,12 @@ class LocalStack:
         env = self.function_env()
         host, port = env[Env.DB_WRITER_ENDPOINT].rsplit(":", 1)
         return WorkloadConfig(host, port, APP_USER, self.app_password, env[Env.DB_SSL_ROOT_CERT], DB_NAME, threads)
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Notifications published since the previous call (as an email inbox would show them)."""
+        everything = self._captured()
+        new, self._seen = everything[self._seen :], len(everything)
+        return new
 
     def writer(self):
         """The PgNode that is the writer now (per the cluster port)."""
