@@ -1,0 +1,1 @@
+"""Benchmarks and the fault campaign (`make bench`, `make chaos`). Measurements, not tests."""
