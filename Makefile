@@ -57,7 +57,7 @@ ruff: $(VENV)/.stamp
 	$(BIN)/ruff format --check .
 
 cfn-lint: $(VENV)/.stamp
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint --include-checks I -- template.yaml
 
 checkov: .venv-checkov/.stamp
 	.venv-checkov/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
