@@ -50,15 +50,11 @@ def test_per_instance_lag_carries_the_instance_dimension(function_env, capsys):
     handlers.invoke("health_checker", {"mode": "scheduled"})
     recs = [r for r in emf_records(capsys.readouterr().out) if Metric.REPLICA_LAG in r]
     assert recs and recs[0][Metric.DIM_INSTANCE] == "reader-1"
-    assert recs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
-        [Metric.DIM_CLUSTER, Metric.DIM_INSTANCE]
-    ]
+    assert recs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [[Metric.DIM_CLUSTER, Metric.DIM_INSTANCE]]
 
 
 def test_verify_mode_proves_the_reader_sees_a_fresh_write(function_env):
-    result = handlers.invoke(
-        "health_checker", {"mode": "verify", "expected_writer": "writer", "expected_replicas": 1}
-    )
+    result = handlers.invoke("health_checker", {"mode": "verify", "expected_writer": "writer", "expected_replicas": 1})
     assert result["healthy"] is True
     assert result["mode"] == "verify"
 

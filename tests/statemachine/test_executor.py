@@ -350,12 +350,10 @@ def test_placeholders_must_match_substitutions_exactly(executor, tmp_path):
 def test_concurrent_executions_run_in_parallel(executor, tmp_path):
     sm = machine(executor, tmp_path, {"Call": lambda_task(SERVICE, OutputPath="$.Payload", End=True)})
 
-    began = time.monotonic()
     arns = [executor.start(sm, {"sleep": 0.3, "i": i}) for i in range(2)]
     results = [executor.wait(arn) for arn in arns]
 
     assert [r.output["echo"]["i"] for r in results] == [0, 1]
-    assert time.monotonic() - began < 0.6, "two 0.3 s handlers, side by side"
     first, second = executor.invocations()
     assert max(first.started, second.started) < min(first.finished, second.finished), "they overlapped"
     assert first.thread != second.thread

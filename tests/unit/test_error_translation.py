@@ -8,9 +8,7 @@ from hapg import aws, errors, pg
 
 
 def client_error(code, status=400):
-    return ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op"
-    )
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ def child_logger() -> Logger:
 def emit(cluster_id: str, values: dict[str, tuple[float | None, str]]) -> None:
     """Add metrics under the ClusterId dimension; None values are skipped, not zeroed."""
     if metrics.default_dimensions.get(Metric.DIM_CLUSTER) != cluster_id:
+        metrics.clear_default_dimensions()
         metrics.set_default_dimensions(**{Metric.DIM_CLUSTER: cluster_id})
     for name, (value, unit) in values.items():
         if value is not None:
