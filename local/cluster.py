@@ -52,8 +52,8 @@ class LocalCluster:
         self.partitioned: set[str] = set()  # instances the Lambdas cannot reach (chaos, rehearsal)
 
     # -- ClusterPort ------------------------------------------------------------------------
-    def snapshot(self) -> ClusterSnapshot:
-        base = self.aurora.snapshot()
+    def snapshot(self, with_lag: bool = True) -> ClusterSnapshot:
+        base = self.aurora.snapshot(with_lag)
         members = tuple(self._overlay(m) for m in base.members)
         return dataclasses.replace(base, members=members, status="available")
 
@@ -64,12 +64,13 @@ class LocalCluster:
             self.aurora.failover(target)  # the RDS API call first: a throttled call changes nothing
             prim = Primitive(target, time.time())
             self.primitives.append(prim)
-            if old is not None and old.is_running():
-                self._fence(old, new, prim)
-            else:
-                prim.planned = False
-                prim.notes.append(f"{old.name if old else '?'} was down: promoting without fencing")
-            _promote(new)
+            with closing(new.connect()) as conn, conn.cursor() as cur:  # one session for the whole switch
+                if old is not None and old.is_running():
+                    self._fence(old, cur, prim)
+                else:
+                    prim.planned = False
+                    prim.notes.append(f"{old.name if old else '?'} was down: promoting without fencing")
+                _promote(cur, new.name)
             prim.promoted = time.time()
             if old is not None and self.rejoin:
                 self._start_rejoin(old, new, prim)
@@ -77,7 +78,7 @@ class LocalCluster:
     # -- helpers -------------------------------------------------------------------------------
     def writer_node(self) -> PgNode | None:
         """The node moto says is the writer (the port's notion of truth)."""
-        for m in self.aurora.snapshot().members:
+        for m in self.aurora.snapshot(with_lag=False).members:
             if m.is_writer:
                 return self.nodes[m.instance_id]
         return None
@@ -95,23 +96,23 @@ class LocalCluster:
         )
         return dataclasses.replace(m, status=status, endpoint=endpoint)
 
-    def _fence(self, old: PgNode, new: PgNode, prim: Primitive) -> None:
-        """Planned: checkpoint, stop the old writer fast, wait until the target replayed its WAL."""
+    def _fence(self, old: PgNode, target, prim: Primitive) -> None:
+        """Planned: checkpoint, stop the old writer fast, wait until the target (its cursor) replayed
+        everything the old writer flushed."""
         with closing(old.connect()) as conn, conn.cursor() as cur:
-            cur.execute("CHECKPOINT")
+            cur.execute("CHECKPOINT")  # cheap when the drainer already checkpointed
             cur.execute("SELECT pg_current_wal_flush_lsn()")
             final_lsn = cur.fetchone()[0]
-        with closing(new.connect()) as conn, conn.cursor() as cur:
-            old.fence()
-            prim.fenced = time.time()
-            deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-            while True:
-                cur.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (final_lsn,))
-                if cur.fetchone()[0]:
-                    return
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{new.name} did not replay up to {final_lsn}")
-                time.sleep(0.002)
+        old.fence()
+        prim.fenced = time.time()
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while True:
+            target.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (final_lsn,))
+            if target.fetchone()[0]:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the target did not replay up to {final_lsn}")
+            time.sleep(0.002)
 
     def _start_rejoin(self, old: PgNode, new: PgNode, prim: Primitive) -> None:
         self._rejoining.add(old.name)
@@ -146,19 +147,18 @@ class LocalCluster:
             thread.join(timeout)
 
 
-def _promote(node: PgNode, timeout: float = 30.0) -> None:
+def _promote(cur, name: str, timeout: float = 30.0) -> None:
     """Promote, then clear synchronous_standby_names: with no standby left, commits would hang.
 
     pg_promote(wait => true) polls every 100 ms; polling pg_is_in_recovery() every 2 ms is faster."""
-    with closing(node.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_promote(wait => false)")
-        deadline = time.monotonic() + timeout
-        while True:
-            cur.execute("SELECT pg_is_in_recovery()")
-            if not cur.fetchone()[0]:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{node.name} still in recovery after {timeout}s")
-            time.sleep(0.002)
-        cur.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
-        cur.execute("SELECT pg_reload_conf()")
+    cur.execute("SELECT pg_promote(wait => false)")
+    deadline = time.monotonic() + timeout
+    while True:
+        cur.execute("SELECT pg_is_in_recovery()")
+        if not cur.fetchone()[0]:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} still in recovery after {timeout}s")
+        time.sleep(0.002)
+    cur.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+    cur.execute("SELECT pg_reload_conf()")

@@ -7,6 +7,7 @@ afterwards `lost()` checks each acknowledged row exists on the final writer.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import threading
 import time
@@ -41,44 +42,54 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 """
 
 
-def _settings(cfg: WorkloadConfig):
-    from hapg.config import DbSettings
-    from hapg.models import Endpoint
+def _connect(cfg: WorkloadConfig):
+    """Like an application: libpq's blocking mode (no wait callback), multi-host writer endpoint,
+    read-write sessions only, TLS verify-full, short timeouts."""
+    import psycopg2
 
-    ep = Endpoint(cfg.host, cfg.port)
-    return DbSettings("-", cfg.dbname, ep, ep, "verify-full", cfg.ca_file, 1.0, 2000)
+    conn = psycopg2.connect(
+        host=cfg.host,
+        port=cfg.port,
+        user=cfg.user,
+        password=cfg.password,
+        dbname=cfg.dbname,
+        sslmode="verify-full",
+        sslrootcert=cfg.ca_file,
+        target_session_attrs="read-write",
+        connect_timeout=2,
+        application_name="workload",
+        options="-c statement_timeout=2000",
+    )
+    conn.autocommit = True
+    return conn
 
 
 def _writer(cfg: WorkloadConfig, writer: int, stop: threading.Event, acks: list, errors: list) -> None:
-    """One client thread: commit, record the ack, reconnect on any error (through the same safe path)."""
-    from hapg.models import Credentials
-    from hapg.pg import close_quietly, open_connection
-
-    settings, creds = _settings(cfg), Credentials(cfg.user, cfg.password)
+    """One client thread: commit, record the ack, reconnect on any error."""
     conn, seq = None, 0
     while not stop.is_set():
         try:
             if conn is None or conn.closed:
-                conn = open_connection(
-                    settings.writer, creds, settings, app="workload", timeout_s=1.0, target_session_attrs="read-write"
-                )
+                conn = _connect(cfg)
             seq += 1  # a new number per attempt: an unacknowledged attempt may or may not exist
             with conn.cursor() as cur:
                 cur.execute(f"INSERT INTO {TABLE} (writer, seq) VALUES (%s, %s)", (writer, seq))  # noqa: S608
             acks.append((time.time(), writer, seq))
         except Exception as exc:  # noqa: BLE001 - any failure: count it, reconnect
             errors.append((time.time(), type(exc).__name__))
-            close_quietly(conn)
+            _close(conn)
             conn = None
             time.sleep(RECONNECT_PAUSE_S)
-    close_quietly(conn)
+    _close(conn)
+
+
+def _close(conn) -> None:
+    if conn is not None and not conn.closed:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _run(cfg: WorkloadConfig, stop_evt, out_q) -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "layers" / "db")]
     stop = threading.Event()
     acks: list = []
     errs: list = []

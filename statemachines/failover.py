@@ -130,9 +130,7 @@ class _Failover:
 
     # -- failure path, record, notify, unlock, result ----------------------------------------
     def _exit(self) -> None:
-        self.restore_after = lambda_task(
-            State.RESTORE_AFTER_FAILURE, Sub.DRAINER, {"action": Action.RESTORE}, "$.restore"
-        )
+        self.restore_after = lambda_task(State.RESTORE_AFTER_FAILURE, Sub.DRAINER, {"action": Action.RESTORE}, "$.undo")
         self.restore_after.add_retry(transient_retry(attempts=3))
         self.record = _coordinator(
             State.RECORD, Action.RECORD, "$.report", **{"state.$": "$", "execution.$": "$$.Execution.Id"}

@@ -64,9 +64,16 @@ def test_verify_mode_with_stale_writer_endpoint_is_retryable(function_env):
         handlers.invoke("health_checker", {"mode": "verify", "expected_writer": "new-writer"})
 
 
-def test_verify_mode_missing_replicas_fails(function_env):
-    with pytest.raises(errors.VerificationFailed, match="1 of 2 replicas"):
+def test_verify_mode_missing_replicas_is_retryable(function_env):
+    """Readers rejoin within seconds of a failover: the workflow retries before it gives up."""
+    with pytest.raises(errors.NotReady, match="1 of 2 replicas"):
         handlers.invoke("health_checker", {"mode": "verify", "expected_replicas": 2})
+
+
+def test_verify_mode_with_the_writer_down_fails(function_env, monkeypatch):
+    monkeypatch.setenv(Env.DB_WRITER_ENDPOINT, "127.0.0.1:1")
+    with pytest.raises(errors.VerificationFailed, match="writer endpoint failed"):
+        handlers.invoke("health_checker", {"mode": "verify", "expected_writer": "writer"})
 
 
 def test_writer_down_is_unhealthy_not_an_exception(function_env, monkeypatch, capsys):

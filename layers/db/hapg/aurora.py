@@ -21,7 +21,7 @@ LagSource = Callable[[], dict[str, float | None]]
 class ClusterPort(Protocol):
     cluster_id: str
 
-    def snapshot(self) -> ClusterSnapshot: ...
+    def snapshot(self, with_lag: bool = True) -> ClusterSnapshot: ...
 
     def failover(self, target: str) -> None: ...
 
@@ -51,9 +51,11 @@ class AuroraCluster:
                     instances.update({i["DBInstanceIdentifier"]: i for i in page["DBInstances"]})
         return cluster, instances
 
-    def snapshot(self) -> ClusterSnapshot:
+    def snapshot(self, with_lag: bool = True) -> ClusterSnapshot:
+        """Membership and status from RDS; replica lag from the writer only when asked (it costs a
+        database round trip that promote and status polling do not need)."""
         cluster, instances = self.describe()
-        lags = self._lags()
+        lags = self._lags() if with_lag else {}
         members = tuple(
             _member(m, instances.get(m["DBInstanceIdentifier"], {}), lags) for m in cluster["DBClusterMembers"]
         )

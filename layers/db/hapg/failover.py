@@ -65,7 +65,7 @@ def plan_failover(request: FailoverRequest, deps: Deps) -> dict[str, Any]:
 def promote(target: str, deps: Deps, deadline_s: float = Timing.PROMOTE_DEADLINE_S) -> dict[str, Any]:
     """Ask for `target` to become the writer, unless it already is (re-run, or Aurora did it)."""
     now = deps.clock()
-    snapshot = deps.cluster.snapshot()
+    snapshot = deps.cluster.snapshot(with_lag=False)
     member = snapshot.member(target)
     if member is None:
         raise errors.FatalError(f"{target} is no longer a member of {snapshot.cluster_id}")
@@ -84,7 +84,7 @@ def await_promotion(
     `window_s` (the ASL waits and asks again); raises PromotionTimedOut once past the deadline."""
     until = min(deps.clock() + window_s, deadline_at)
     while True:
-        status = promotion_status(deps.cluster.snapshot(), target, require_all)
+        status = promotion_status(deps.cluster.snapshot(with_lag=False), target, require_all)
         if status["complete"]:
             return status
         if deps.clock() >= deadline_at:

@@ -271,7 +271,9 @@ def run(request: HealthRequest, db_factory, settings_factory) -> HealthReport:
         s = None
     emit_metrics(report, s.cluster_id if s else "unknown")
     if request.mode == HealthMode.VERIFY and not report.healthy:
-        if report.writer_stale:
+        # right after a failover, DNS, replica catch-up and rejoining readers settle within seconds:
+        # retry those; a writer that cannot take a write is a real failure
+        if report.writer_stale or report.writer_ok:
             raise errors.NotReady(report.reason)
         raise errors.VerificationFailed(report.reason)
     return report

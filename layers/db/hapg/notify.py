@@ -92,10 +92,11 @@ def _details(state: dict[str, Any]) -> list[str]:
     drain = state.get("drain")
     if drain:
         out.append(f"Drain:        {drain.get('reason') or ('reachable' if drain.get('reachable') else 'unreachable')}")
-    restore = state.get("restore")
-    if restore:
-        roles = ", ".join(restore.get("restored") or []) or "none"
-        out.append(f"Unblocked:    {roles} (verified: {'yes' if restore.get('verified') else 'no'})")
+    for key, label in (("restore", "Unblocked:   "), ("undo", "Undo:        ")):
+        restore = state.get(key)
+        if restore:
+            roles = ", ".join(restore.get("restored") or []) or "nothing was blocked"
+            out.append(f"{label} {roles} (verified: {'yes' if restore.get('verified') else 'no'})")
     verify = state.get("verify")
     if verify:
         out.append(f"Verify:       {verify.get('reason')}")

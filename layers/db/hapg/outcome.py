@@ -67,7 +67,7 @@ def phases(state: dict[str, Any], now: float) -> dict[str, float]:
     def span(start: float | None, end: float | None) -> float | None:
         return round((end - start) * 1000, 1) if start and end and end >= start else None
 
-    for name in ("drain", "restore"):
+    for name in ("drain", "restore", "undo"):
         timing = (state.get(name) or {}).get("timing") or {}
         out[name] = span(timing.get("started_at"), timing.get("finished_at"))
     promote_start = (state.get("promote") or {}).get("started_at")
