@@ -10,6 +10,7 @@ KEYS = {  # logical id -> alias purpose
     "SnsKey": "sns",
     "LogsKey": "logs",
     "FunctionKey": "lambda",
+    "StateKey": "state",
 }
 ROOT = {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")}
 
@@ -44,9 +45,26 @@ def test_key_policy_root_admin_and_no_wildcard_principal(cfn, key_id):
             assert "Service" in principal, f"{key_id}: non-root statements are for service principals"
 
 
-@pytest.mark.parametrize("key_id", ["AuroraKey", "PerformanceInsightsKey", "SecretsKey", "FunctionKey"])
+@pytest.mark.parametrize("key_id", ["AuroraKey", "PerformanceInsightsKey", "SecretsKey", "StateKey"])
 def test_keys_used_through_iam_trust_only_the_account(cfn, key_id):
     assert [s["Principal"] for s in statements(props(cfn, key_id)["KeyPolicy"])] == [ROOT]
+
+
+def test_function_key_trusts_eventbridge_for_the_failover_rule_only(cfn):
+    # EventBridge writes the failover-event DLQ as itself; nothing else uses the key outside IAM.
+    stmts = statements(props(cfn, "FunctionKey")["KeyPolicy"])
+    assert [s["Principal"] for s in stmts] == [ROOT, {"Service": "events.amazonaws.com"}]
+    events = stmts[1]
+    assert sorted(events["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    rule_name = props(cfn, "FailoverEventRule")["Name"]["Fn::Sub"]
+    assert events["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")},
+        "ArnEquals": {
+            "aws:SourceArn": sub(
+                f"arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/{rule_name}"
+            )
+        },
+    }
 
 
 def test_logs_key_trusts_regional_logs_for_this_account_only(cfn):
@@ -78,6 +96,13 @@ def test_aurora_key_outlives_the_stack(cfn):
     assert key["UpdateReplacePolicy"] == "Retain"
 
 
+def test_state_key_outlives_the_stack_with_its_table(cfn):
+    # The state table (failover history) is retained, and unreadable without its key.
+    for logical_id in ("StateKey", "StateTable"):
+        res = cfn["Resources"][logical_id]
+        assert (res["DeletionPolicy"], res["UpdateReplacePolicy"]) == ("Retain", "Retain"), logical_id
+
+
 def test_each_data_store_uses_its_key(cfn):
     assert props(cfn, "AuroraCluster")["StorageEncrypted"] is True
     assert props(cfn, "AuroraCluster")["KmsKeyId"] == getatt("AuroraKey", "Arn")
@@ -86,6 +111,12 @@ def test_each_data_store_uses_its_key(cfn):
     assert props(cfn, "MasterSecret")["KmsKeyId"] == getatt("SecretsKey", "Arn")
     assert props(cfn, "AlertTopic")["KmsMasterKeyId"] == getatt("SnsKey", "Arn")
     assert props(cfn, "FunctionDeadLetterQueue")["KmsMasterKeyId"] == getatt("FunctionKey", "Arn")
+    assert props(cfn, "FailoverEventDeadLetterQueue")["KmsMasterKeyId"] == getatt("FunctionKey", "Arn")
+    assert props(cfn, "StateTable")["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": getatt("StateKey", "Arn"),
+    }
     for fn in resources(cfn, "AWS::Lambda::Function"):
         assert props(cfn, fn)["KmsKeyArn"] == getatt("FunctionKey", "Arn"), fn
 

@@ -33,6 +33,16 @@ EXPECTED_NAMES = [
     ("SnsKeyAlias", "AliasName", f"alias/{PREFIX}-sns"),
     ("LogsKeyAlias", "AliasName", f"alias/{PREFIX}-logs"),
     ("FunctionKeyAlias", "AliasName", f"alias/{PREFIX}-lambda"),
+    ("StateKeyAlias", "AliasName", f"alias/{PREFIX}-state"),
+    ("StateTable", "TableName", f"{PREFIX}-state"),
+    ("FailoverCoordinatorFunction", "FunctionName", f"{PREFIX}-failover-coordinator"),
+    ("ConnectionDrainerFunction", "FunctionName", f"{PREFIX}-connection-drainer"),
+    ("FailoverCoordinatorLogGroup", "LogGroupName", f"/aws/lambda/{PREFIX}-failover-coordinator"),
+    ("ConnectionDrainerLogGroup", "LogGroupName", f"/aws/lambda/{PREFIX}-connection-drainer"),
+    ("FailoverStateMachine", "Name", f"{PREFIX}-failover"),
+    ("FailoverStateMachineLogGroup", "LogGroupName", f"/aws/vendedlogs/states/{PREFIX}-failover"),
+    ("FailoverEventRule", "Name", f"{PREFIX}-rds-failover"),
+    ("FailoverEventDeadLetterQueue", "QueueName", f"{PREFIX}-failover-events-dlq"),
 ]
 
 # Every property that names something, and the prefixes AWS forces in front of our name.
@@ -117,6 +127,8 @@ def test_every_taggable_resource_has_the_seven_tags(cfn):
         "AWS::IAM::Role",
         "AWS::Lambda::Function",
         "AWS::Events::Rule",
+        "AWS::DynamoDB::Table",
+        "AWS::StepFunctions::StateMachine",
     } <= checked_types
 
 
@@ -145,7 +157,8 @@ def test_stateful_resources_declare_deletion_policies(sam):
             checked += 1
     assert checked >= 10
     kept = {k for k, r in sam["Resources"].items() if r.get("DeletionPolicy") in ("Retain", "Snapshot")}
-    assert kept == {"AuroraCluster", "AuroraKey"}
+    # The cluster (final snapshot), the failover history (audit trail), and the keys they need.
+    assert kept == {"AuroraCluster", "AuroraKey", "StateTable", "StateKey"}
 
 
 def test_sections_in_order():
@@ -162,6 +175,7 @@ def test_sections_in_order():
         "Layer",
         "Functions",
         "Alerting",
+        "Failover",
         "Outputs",
     ]
     assert [h for h in headers if h in expected] == expected

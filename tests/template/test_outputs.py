@@ -16,6 +16,10 @@ EXPECTED = {
     "AlertTopicArn": ref("AlertTopic"),
     "HealthCheckerFunctionArn": getatt("HealthCheckerFunction", "Arn"),
     "DbLayerArn": ref("DbLayer"),
+    "FailoverStateMachineArn": ref("FailoverStateMachine"),
+    "StateTableName": ref("StateTable"),
+    "FailoverCoordinatorFunctionArn": getatt("FailoverCoordinatorFunction", "Arn"),
+    "ConnectionDrainerFunctionArn": getatt("ConnectionDrainerFunction", "Arn"),
 }
 
 
