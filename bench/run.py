@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.parse_args(argv)
+    args = parser.parse_args(argv)
     sys.path[:0] = [str(ROOT / "layers" / "db"), str(ROOT)]
     for key, value in {
         "AWS_ACCESS_KEY_ID": "bench",
@@ -26,10 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     }.items():
         os.environ.setdefault(key, value)
     warnings.filterwarnings("ignore", message="No application metrics")
-    from bench import foundation
+    import contextlib
+
+    from bench import foundation, switchover
 
     foundation.main()
-    return 0
+    with open(ROOT / "build" / "bench" / "functions.log", "w") as logs, contextlib.redirect_stdout(logs):
+        result = switchover.run(args.runs)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("per_run",)}, indent=2))
+    return 0 if result["all_passed"] else 1
 
 
 if __name__ == "__main__":
