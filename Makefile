@@ -77,7 +77,8 @@ sam-build build: $(VENV)/.stamp
 	$(BIN)/sam build --cached --parallel
 
 render: $(VENV)/.stamp
-	$(PY) -m statemachines.render
+	PYTHONPATH=layers/db $(PY) -m statemachines.render
+	PYTHONPATH=layers/db $(PY) -m statemachines.diagram
 
 # ---- local runs, benchmarks, fault campaign -------------------------------------------
 rehearse: $(VENV)/.stamp .pg-ready
