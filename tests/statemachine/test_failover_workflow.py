@@ -107,7 +107,7 @@ def test_malformed_input_fails_clearly_with_no_side_effect(st, bad):
 def test_unplanned_writer_crash_is_taken_over(st):
     dead, survivor = st.writer(), other(st)
     dead.crash()
-    r = st.run(rds_event(RdsEvent.STARTED_CROSS_AZ))
+    r = st.run(rds_event(RdsEvent.STARTED_CROSS_AZ, at=time.time() + 1))
     assert outcome(r) == Outcome.SUCCEEDED, r.timeline()
     assert r.output["mode"] == "takeover" and st.writer() is survivor
     drain = next(
@@ -235,3 +235,39 @@ def test_expired_lock_is_taken_over_live_lock_is_respected(st):
     hold(time.time() - 1)  # the holder crashed long ago: its TTL passed
     r = st.run({**SWITCHOVER, "reason": "after expiry"})
     assert outcome(r) == Outcome.SUCCEEDED and st.lock_item() is None
+
+
+# -- maintenance mode (automation paused) ---------------------------------------------------------
+def test_maintenance_refuses_manual_switchover_unless_forced(st):
+    st.set_maintenance(True)
+    before, t0 = st.writer(), time.time()
+    r = st.run(SWITCHOVER)
+    assert outcome(r) == Outcome.REFUSED and "maintenance mode" in r.output["reason"]
+    assert st.writer() is before and promotes(st, t0) == 0
+    assert "Maintenance:  ON (automation paused)" in st.notifications()[0]["Message"]
+    forced = st.run({**SWITCHOVER, "force": True, "reason": "forced during maintenance"})
+    assert outcome(forced) == Outcome.SUCCEEDED and st.writer() is not before
+    assert forced.output["maintenance"] is True
+    assert "Maintenance:  ON" in st.notifications()[0]["Message"]
+
+
+def test_maintenance_events_only_verify_and_notify(st):
+    st.set_maintenance(True)
+    t0 = time.time()
+    r = st.run(rds_event(RdsEvent.COMPLETED, at=time.time() + 1))  # after the last recorded failover
+    assert outcome(r) == Outcome.VERIFIED and "automation paused" in r.output["reason"]
+    assert promotes(st, t0) == 0
+    assert State.DRAIN not in [s.name for s in r.states]
+
+
+def test_maintenance_never_promotes_even_with_the_writer_down(st):
+    st.set_maintenance(True)
+    st.configure(PROMOTE_DEADLINE_S="1.5")
+    dead, t0 = st.writer(), time.time()
+    dead.crash()
+    r = st.run(rds_event(RdsEvent.STARTED_CROSS_AZ, at=time.time() + 1))
+    assert r.status == "FAILED" and promotes(st, t0) == 0
+    assert st.writer() is dead, "no promote while paused: the operator decides"
+    message = st.notifications()[0]["Message"]
+    assert "automation paused" in message and "PromotionTimedOut" in message
+    dead.start()

@@ -72,6 +72,9 @@ def compose(record: HistoryRecord, state: dict[str, Any], cluster_id: str, maint
         phases = ", ".join(f"{k} {_ms(v)}" for k, v in record.phases_ms.items() if k != "total")
         lines.append(f"Phases:       {phases or '-'}")
         lines.append(f"Total:        {_ms(record.phases_ms.get('total'))}")
+    plan_reason = (state.get("plan") or {}).get("reason")
+    if plan_reason and plan_reason != record.reason:
+        lines.append(f"Plan:         {plan_reason}")
     lines += _details(state)
     if record.outcome == Outcome.FAILED:
         lines += ["", f"First actions: see {RUNBOOK}, section 'Reading a failure notification'."]
