@@ -11,5 +11,7 @@ from hapg.telemetry import logger, metrics, tracer
 @metrics.log_metrics
 def lambda_handler(event, context):
     request = HealthRequest.parse(event)
-    report = health.run(request, lambda: runtime.database(Function.HEALTH_CHECKER), runtime.settings)
+    report = health.run(
+        request, lambda: runtime.database(Function.HEALTH_CHECKER), runtime.settings, runtime.proxy_credentials
+    )
     return report.to_dict()

@@ -125,3 +125,19 @@ def test_restore_without_a_reachable_writer_raises_retryable(function_env, monke
     runtime.reset()
     with pytest.raises(errors.DatabaseUnavailable):
         restore_connections(runtime.database("test"))
+
+
+def test_through_rds_proxy_nothing_is_blocked_or_terminated(app_role, pg_pair):
+    """The proxy logs in as the app user and keeps client connections across the failover."""
+    db = runtime.database("test")
+    client = app_connect(pg_pair.primary)
+    t = threading.Thread(target=lambda: _swallow(client, "BEGIN; SELECT pg_sleep(0.2); COMMIT"))
+    t.start()
+    time.sleep(0.05)
+    result = drain_connections(db, pg_pair.primary.endpoint, grace_s=3, blocked_by="x", via_proxy=True)
+    t.join(5)
+    assert result.via_proxy and result.blocked_roles == () and result.terminated == 0
+    assert result.in_flight == 1 and result.finished == 1
+    assert limit(pg_pair.primary) == 7 and blocked_roles(db) == []
+    assert not _dead(client), "the client's session survived the drain"
+    assert "through RDS Proxy" in result.reason

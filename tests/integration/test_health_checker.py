@@ -149,3 +149,36 @@ def test_frozen_server_cannot_hang_the_check(aws, monkeypatch):
         node.thaw()
         node.stop("immediate")
         sandbox.cleanup()
+
+
+def _proxy_run(pg_pair, capsys):
+    from hapg import runtime
+    from hapg.models import Credentials
+
+    from local.pgnode import ADMIN_USER
+
+    creds = Credentials(ADMIN_USER, pg_pair.sandbox.admin_password)  # stands in for the IAM token
+    runtime.reset()
+    runtime.override(proxy_credentials=lambda: creds)
+    report = handlers.invoke("health_checker", {"mode": "scheduled"})
+    return report, metric_values(capsys.readouterr().out)
+
+
+def test_rds_proxy_is_checked_when_configured(function_env, pg_pair, monkeypatch, capsys):
+    monkeypatch.setenv(Env.DB_PROXY_ENDPOINT, str(pg_pair.primary.endpoint))  # the "proxy" reaches the writer
+    report, values = _proxy_run(pg_pair, capsys)
+    assert report["healthy"] and report["proxy_ok"] is True and report["proxy_latency_ms"] > 0
+    assert values[Metric.PROXY_HEALTHY] == [1.0]
+
+
+def test_a_broken_rds_proxy_makes_the_check_unhealthy(function_env, pg_pair, monkeypatch, capsys):
+    monkeypatch.setenv(Env.DB_PROXY_ENDPOINT, str(pg_pair.standby.endpoint))  # routes to a reader: wrong
+    report, values = _proxy_run(pg_pair, capsys)
+    assert not report["healthy"] and report["writer_ok"] and report["proxy_ok"] is False
+    assert report["reason"] == "RDS Proxy failed: the proxy routed to a node in recovery"
+    assert values[Metric.PROXY_HEALTHY] == [0.0]
+
+
+def test_no_proxy_no_proxy_metric(function_env, capsys):
+    handlers.invoke("health_checker", {"mode": "scheduled"})
+    assert Metric.PROXY_HEALTHY not in metric_values(capsys.readouterr().out)

@@ -111,3 +111,20 @@ def test_lock_owner_respects_expiry_and_maintenance_flag(table):
         Item={Table.PK: {"S": "CONTROL#c1"}, Table.SK: {"S": Table.MAINTENANCE_SK}, "enabled": {"BOOL": True}},
     )
     assert table.maintenance() is True
+
+
+def test_iam_token_for_rds_proxy_uses_the_app_user(aws):
+    import json
+    from urllib.parse import parse_qs, urlparse
+
+    from hapg.models import Endpoint
+    from hapg.secrets import iam_token_provider
+
+    arn = boto3.client("secretsmanager").create_secret(
+        Name="app", SecretString=json.dumps({"username": "hapg_app", "password": "unused-here"})
+    )["ARN"]
+    creds = iam_token_provider(arn, Endpoint("hapg-dev-proxy.proxy-abc.us-east-1.rds.amazonaws.com", 5432))()
+    assert creds.username == "hapg_app"
+    query = parse_qs(urlparse("https://" + creds.password).query)
+    assert query["Action"] == ["connect"] and query["DBUser"] == ["hapg_app"]
+    assert "unused-here" not in creds.password

@@ -43,6 +43,7 @@ class Settings:
     poll_interval_s: float = 1.0
     poll_window_s: float = Timing.STATUS_POLL_WINDOW_S
     stale_event_s: float = 900
+    app_secret_arn: str | None = None
 
 
 def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
@@ -95,4 +96,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         poll_interval_s=_num(env, Env.STATUS_POLL_INTERVAL_S, "1", float),
         poll_window_s=_num(env, Env.STATUS_POLL_WINDOW_S, str(Timing.STATUS_POLL_WINDOW_S), float),
         stale_event_s=_num(env, Env.STALE_EVENT_S, "900", float),
+        app_secret_arn=env.get(Env.APP_SECRET_ARN) or None,
     )

@@ -65,6 +65,7 @@ class DrainResult:
     terminated: int = 0
     waited_ms: float = 0.0
     reason: str = ""
+    via_proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,15 @@ class RestoreResult:
     writer: str | None
 
 
-def drain_connections(db: Database, endpoint: Endpoint, grace_s: float, blocked_by: str) -> DrainResult:
-    """Block app roles, let in-flight transactions finish within `grace_s`, terminate the rest."""
+def drain_connections(
+    db: Database, endpoint: Endpoint, grace_s: float, blocked_by: str, via_proxy: bool = False
+) -> DrainResult:
+    """Block app roles, let in-flight transactions finish within `grace_s`, terminate the rest.
+
+    `via_proxy`: applications connect through RDS Proxy, which keeps client connections open across
+    the failover and re-targets the new writer itself. Blocking the app roles would also stop the
+    proxy from opening its backend connections (it logs in as the app user), and terminating them
+    only forces reconnects the proxy exists to avoid: so only in-flight transactions are awaited."""
     try:
         conn = db.open(endpoint, timeout_s=min(db.settings.connect_timeout_s, 3.0))
     except (errors.DatabaseUnavailable, errors.DatabaseTimeout) as exc:
@@ -83,6 +91,8 @@ def drain_connections(db: Database, endpoint: Endpoint, grace_s: float, blocked_
         return DrainResult(False, str(endpoint), reason=f"writer unreachable: {exc}")
     with guarded(conn, f"drain {endpoint}"):
         _checkpoint(conn)
+        if via_proxy:
+            return _await_only(conn, endpoint, grace_s)
         roles = _block(conn, blocked_by)
         started = time.monotonic()
         sessions = query(conn, _SESSIONS, (list(roles),))
@@ -95,6 +105,20 @@ def drain_connections(db: Database, endpoint: Endpoint, grace_s: float, blocked_
         waited = round((time.monotonic() - started) * 1000, 1)
     reason = f"blocked {len(roles)} role(s); {finished}/{len(in_flight)} in-flight finished; {terminated} terminated"
     return DrainResult(True, str(endpoint), tuple(roles), len(in_flight), finished, terminated, waited, reason)
+
+
+def _await_only(conn, endpoint: Endpoint, grace_s: float) -> DrainResult:
+    started = time.monotonic()
+    roles = [name for name, _ in query(conn, _APP_ROLES)]
+    sessions = query(conn, _SESSIONS, (roles,))
+    in_flight = {pid: xact for pid, _, xact in sessions if xact is not None}
+    finished = _await_in_flight(conn, in_flight, started + grace_s)
+    waited = round((time.monotonic() - started) * 1000, 1)
+    reason = (
+        f"clients connect through RDS Proxy: nothing blocked or terminated; "
+        f"{finished}/{len(in_flight)} in-flight finished"
+    )
+    return DrainResult(True, str(endpoint), (), len(in_flight), finished, 0, waited, reason, via_proxy=True)
 
 
 def _checkpoint(conn) -> None:
@@ -189,7 +213,8 @@ def run(step: Step) -> dict:
     if raw is None:  # the plan found no writer endpoint: nothing reachable to drain
         return timed(to_dict(DrainResult(False, "-", reason="no writer endpoint known")), started)
     execution = step.get("execution", str, required=False) or "manual"
-    result = drain_connections(db, Endpoint.parse(raw, s.db.writer.port), s.drain_grace_s, execution)
+    endpoint = Endpoint.parse(raw, s.db.writer.port)
+    result = drain_connections(db, endpoint, s.drain_grace_s, execution, via_proxy=s.db.proxy is not None)
     telemetry.emit(
         s.cluster_id,
         {

@@ -16,7 +16,7 @@ from psycopg2 import sql
 from hapg import errors
 from hapg.models import ConnectionStats, HealthReport, HealthRequest, ReplicaLag
 from hapg.names import HealthMode, Metric
-from hapg.pg import Database, query, query_one
+from hapg.pg import Database, guarded, open_connection, query, query_one
 from hapg.telemetry import MetricUnit, child_logger, emit, emit_per_instance
 
 log = child_logger()
@@ -215,7 +215,31 @@ def judge(writer: WriterProbe, reader: ReaderProbe, max_lag_ms: float, expect: E
     )
 
 
-def check_health(db: Database, mode: str, max_lag_ms: float, expect: Expectation | None = None) -> HealthReport:
+@dataclass
+class ProxyProbe:
+    error: str | None = None
+    latency_ms: float | None = None
+
+
+def probe_proxy(db: Database, credentials) -> ProxyProbe:
+    """Through RDS Proxy (IAM auth, TLS): a session that lands on the writer, and its latency."""
+    endpoint = db.settings.proxy
+    out = ProxyProbe()
+    started = time.perf_counter()
+    try:
+        conn = open_connection(endpoint, credentials(), db.settings, app=f"{db.app}-proxy")
+        with guarded(conn, f"proxy {endpoint}"):
+            if query_one(conn, "SELECT pg_is_in_recovery()")[0]:
+                out.error = "the proxy routed to a node in recovery"
+        out.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    except errors.HapgError as exc:
+        out.error = str(exc)
+    return out
+
+
+def check_health(
+    db: Database, mode: str, max_lag_ms: float, expect: Expectation | None = None, proxy_credentials=None
+) -> HealthReport:
     if mode not in HealthMode.ALL:
         raise errors.InvalidInput(f"unknown mode {mode!r}; expected one of {', '.join(HealthMode.ALL)}")
     expect = expect or Expectation()
@@ -224,6 +248,14 @@ def check_health(db: Database, mode: str, max_lag_ms: float, expect: Expectation
     verify_token = writer.token if mode == HealthMode.VERIFY else None
     reader = probe_reader(db, verify_token, wait_s=db.settings.connect_timeout_s)
     writer_ok, healthy, reason = judge(writer, reader, max_lag_ms, expect)
+    proxy = probe_proxy(db, proxy_credentials) if db.settings.proxy and proxy_credentials else None
+    if proxy and proxy.error:
+        healthy = False
+        reason = (
+            f"RDS Proxy failed: {proxy.error}"
+            if writer_ok and reason.startswith("healthy")
+            else (f"{reason}; RDS Proxy failed: {proxy.error}")
+        )
     lags = [r.lag_ms for r in writer.replicas if r.lag_ms is not None]
     report = HealthReport(
         mode=mode,
@@ -239,13 +271,15 @@ def check_health(db: Database, mode: str, max_lag_ms: float, expect: Expectation
         max_lag_ms=max(lags) if lags else None,
         connections=writer.connections,
         tps=writer.tps,
+        proxy_ok=None if proxy is None else proxy.error is None,
+        proxy_latency_ms=proxy.latency_ms if proxy else None,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     log.info("health verdict", extra={"healthy": healthy, "reason": reason, "mode": mode})
     return report
 
 
-def run(request: HealthRequest, db_factory, settings_factory) -> HealthReport:
+def run(request: HealthRequest, db_factory, settings_factory, proxy_credentials_factory=None) -> HealthReport:
     """The health_checker's one core call: check, emit metrics, apply the mode's contract.
 
     Scheduled: never raises; a sick database or broken wiring is an "unhealthy" report.
@@ -259,6 +293,7 @@ def run(request: HealthRequest, db_factory, settings_factory) -> HealthReport:
             request.mode,
             s.max_lag_ms,
             Expectation(request.expected_writer, request.expected_replicas),
+            proxy_credentials_factory() if proxy_credentials_factory else None,
         )
     except errors.InvalidInput:
         raise
@@ -307,6 +342,7 @@ def emit_metrics(report: HealthReport, cluster_id: str) -> None:
             Metric.CONNECTIONS_IDLE_IN_TX: (conns.idle_in_transaction if conns else None, MetricUnit.Count),
             Metric.CONNECTIONS_PCT_MAX: (conns.percent_of_max if conns else None, MetricUnit.Percent),
             Metric.TPS: (report.tps, MetricUnit.CountPerSecond),
+            Metric.PROXY_HEALTHY: (None if report.proxy_ok is None else float(report.proxy_ok), MetricUnit.Count),
         },
     )
     lags = {r.instance_id: r.lag_ms for r in report.replicas if r.lag_ms is not None}

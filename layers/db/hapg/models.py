@@ -84,6 +84,8 @@ class HealthReport:
     max_lag_ms: float | None = None
     connections: ConnectionStats | None = None
     tps: float | None = None
+    proxy_ok: bool | None = None  # None: no RDS Proxy configured
+    proxy_latency_ms: float | None = None
     elapsed_ms: float = 0.0
     checks: tuple[str, ...] = ()  # one line per check, in order, for the timeline
 

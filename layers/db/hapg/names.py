@@ -56,6 +56,7 @@ class Metric:
     HEALTH_CHECK_FAILED = "HealthCheckFailed"
     WRITE_PROBE_LATENCY = "WriteProbeLatencyMs"
     READER_HEALTHY = "ReaderHealthy"
+    PROXY_HEALTHY = "ProxyHealthy"  # only when RDS Proxy is enabled
     REPLICA_LAG = "ReplicaLagMs"  # per instance (DIM_INSTANCE)
     REPLICA_LAG_MAX = "ReplicaLagMaxMs"
     CONNECTIONS_ACTIVE = "ConnectionsActive"

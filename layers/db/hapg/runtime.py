@@ -27,6 +27,22 @@ def database(app: str) -> Database:
     return Database(s.db, secrets.credentials_provider(s.db.secret_arn, s.secret_cache_s), app)
 
 
+def proxy_credentials() -> Any:
+    """The credentials provider for RDS Proxy (a port: IAM tokens on AWS), None without a proxy."""
+    return port("proxy_credentials", _iam_proxy_credentials)
+
+
+def _iam_proxy_credentials() -> Any:
+    s = settings()
+    if s.db.proxy is None:
+        return None
+    if not s.app_secret_arn:
+        from hapg.errors import ConfigError
+
+        raise ConfigError("DB_PROXY_ENDPOINT is set but APP_SECRET_ARN is not")
+    return secrets.iam_token_provider(s.app_secret_arn, s.db.proxy)
+
+
 def port(name: str, default_factory: Any) -> Any:
     """An overridden port, else the cached default built by `default_factory()`."""
     if name in _overrides:

@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 from hapg import aws, errors
-from hapg.models import Credentials
+from hapg.models import Credentials, Endpoint
 
 
 @cache
@@ -46,5 +46,21 @@ def credentials_provider(secret_id: str, max_age: int = 300) -> Callable[[bool],
 
     def provide(refresh: bool = False) -> Credentials:
         return Credentials.from_secret(fetch(secret_id, max_age=max_age, refresh=refresh))
+
+    return provide
+
+
+def iam_token_provider(secret_id: str, endpoint: Endpoint) -> Callable[[], Credentials]:
+    """Credentials for RDS Proxy with IAM auth: the app user's name, a 15-minute signed token."""
+
+    def provide() -> Credentials:
+        user = str(fetch(secret_id).get("username") or "")
+        if not user:
+            raise errors.ConfigError("the application secret has no username")
+        with aws.call("rds:GenerateDBAuthToken"):
+            token = aws.client("rds").generate_db_auth_token(
+                DBHostname=endpoint.host, Port=int(endpoint.port), DBUsername=user
+            )
+        return Credentials(user, token)
 
     return provide
