@@ -134,11 +134,19 @@ def _summary(rep, errors: int) -> None:
         say(f"   notification: {n.get('Subject')}")
 
 
-def run_input(path: Path) -> int:
-    """Any state machine input on a fresh local pair; prints status, output, notifications."""
+def run_input(path: Path, keep_time: bool = False) -> int:
+    """Any state machine input on a fresh local pair; prints status, output, notifications.
+
+    An RDS event fixture is re-timed to now (else the workflow would rightly skip it as stale)
+    unless `keep_time`."""
     from local.stack import LocalStack, StackOptions
 
     execution_input = json.loads(path.read_text())
+    if not keep_time and isinstance(execution_input, dict) and execution_input.get("source") == "aws.rds":
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        execution_input["time"] = now
+        execution_input.setdefault("detail", {})["Date"] = now
+        say(f"(event re-timed to {now}; pass --keep-time to run it as written)")
     with LocalStack(StackOptions(fast=False)) as st:
         result = st.run(execution_input)
         out = {
@@ -162,11 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="planned", choices=[*SCENARIOS, "all"])
     parser.add_argument("--input", type=Path, help="run this execution input instead of a scenario")
     parser.add_argument("--threads", type=int, default=20)
+    parser.add_argument("--keep-time", action="store_true", help="run an RDS event with its original time")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / "functions.log", "w") as logs, contextlib.redirect_stdout(logs):
         if args.input:
-            return run_input(args.input)
+            return run_input(args.input, args.keep_time)
         names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
         started = time.time()
         reports = [rehearse(n, args.threads) for n in names]

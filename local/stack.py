@@ -27,8 +27,9 @@ from local.workload import SCHEMA_SQL, TABLE, WorkloadConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILOVER_ASL = ROOT / "statemachines" / "failover.asl.json"
-CLUSTER_ID = "hapg-local-cluster"
-NODES = ("hapg-local-writer", "hapg-local-reader-1")
+# Named like the `dev` deployment, so console inputs and events/ fixtures run here unchanged.
+CLUSTER_ID = "hapg-dev-cluster"
+NODES = ("hapg-dev-writer", "hapg-dev-reader-1")
 APP_USER = "hapg_app"
 FUNCTION_TIMEOUTS = {
     Function.FAILOVER_COORDINATOR: 300,

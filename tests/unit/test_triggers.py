@@ -5,7 +5,7 @@ from hapg.triggers import parse_trigger
 
 from local.stack import rds_event
 
-CLUSTER = "hapg-local-cluster"
+CLUSTER = "hapg-dev-cluster"
 
 
 def test_console_switchover_defaults():

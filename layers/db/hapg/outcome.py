@@ -70,9 +70,10 @@ def phases(state: dict[str, Any], now: float) -> dict[str, float]:
     for name in ("drain", "restore", "undo"):
         timing = (state.get(name) or {}).get("timing") or {}
         out[name] = span(timing.get("started_at"), timing.get("finished_at"))
-    promote_start = (state.get("promote") or {}).get("started_at")
+    promote = state.get("promote") or {}
     status_end = ((state.get("status") or {}).get("timing") or {}).get("finished_at")
-    out["promote"] = span(promote_start, status_end)
+    # our promote (call -> writer up), or the wait for Aurora's own failover
+    out["promote" if promote.get("called", True) else "aurora"] = span(promote.get("started_at"), status_end)
     verify = state.get("verify") or {}
     out["verify"] = verify.get("elapsed_ms")
     out["total"] = span((state.get("request") or {}).get("started_at"), now)
