@@ -103,6 +103,15 @@ def require_mapping(event: Any, what: str) -> dict[str, Any]:
     return event
 
 
+def reject_unknown(event: dict[str, Any], allowed: set[str] | frozenset[str], what: str) -> None:
+    """Typos in operator input must fail loudly, not be ignored."""
+    unknown = set(event) - set(allowed)
+    if unknown:
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(sorted(unknown))} in {what}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
 @dataclass(frozen=True)
 class HealthRequest:
     """health_checker input: the schedule's {"mode": "scheduled"} or the workflow's verify."""
@@ -118,9 +127,7 @@ class HealthRequest:
         event = require_mapping(event, "health_checker event")
         if event.get("detail-type") == "Scheduled Event" and event.get("source") == "aws.events":
             return cls(HealthMode.SCHEDULED)
-        unknown = set(event) - {"mode", "expected_writer", "expected_replicas"}
-        if unknown:
-            raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))} in health_checker event")
+        reject_unknown(event, {"mode", "expected_writer", "expected_replicas"}, "health_checker event")
         mode = event.get("mode")
         if mode not in HealthMode.ALL:
             raise InvalidInput(f"unknown mode {mode!r}; expected one of {', '.join(HealthMode.ALL)}")

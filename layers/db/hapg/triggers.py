@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from hapg.errors import InvalidInput
-from hapg.models import FailoverRequest, require_mapping
+from hapg.models import FailoverRequest, reject_unknown, require_mapping
 from hapg.names import Kind, RdsEvent
 
 INSTANCE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
@@ -23,9 +23,7 @@ def parse_trigger(raw: Any, cluster_id: str) -> FailoverRequest:
 
 
 def _from_console(raw: dict[str, Any]) -> FailoverRequest:
-    unknown = set(raw) - CONSOLE_KEYS
-    if unknown:
-        raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(CONSOLE_KEYS))}")
+    reject_unknown(raw, CONSOLE_KEYS, "the execution input")
     action = raw.get("action")
     if action not in Kind.MANUAL:
         raise InvalidInput(f"action must be one of {', '.join(Kind.MANUAL)}, got {action!r}")
