@@ -1,0 +1,476 @@
+"""The baseline: Patroni 4.x + etcd managing two PostgreSQL 15 nodes on loopback -> build/bench/patroni.json.
+
+Same binaries ($PG_BIN), same server settings as local/pgnode.py (TLS only, SCRAM, the same
+postgresql.conf values), same 20-writer workload (local/workload.py, multi-host read-write endpoint),
+synchronous replication (`synchronous_mode: true` + `synchronous_commit: remote_apply`, like our
+pair). Patroni's `ttl`, `loop_wait` and `retry_timeout` are left at their defaults and read back
+from its REST API for the report.
+
+- planned: `patronictl switchover --leader A --candidate B --force`, back and forth on one cluster;
+  the write-unavailability window is the longest gap between acknowledged commits around it.
+- unplanned: a host crash of the leader (SIGSTOP then SIGKILL of its Patroni daemon, postmaster and
+  every backend); the window runs from the last ack before the crash to the first write the new
+  leader acknowledges. The crashed node's Patroni is then restarted (it rejoins, pg_rewind) before
+  the next run.
+
+Installs what it needs itself, never into the product: etcd from Debian's `etcd-server` (apt), and
+Patroni into its own venv built from /usr/bin/python3 ($HAPG_PATRONI_VENV, default
+/opt/hapg-bench/patroni-venv: the postgres OS user cannot run a Python that lives under /root).
+Everything listens on 127.0.0.1; every process started here is stopped by its PID (try/finally).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VENV = Path(os.environ.get("HAPG_PATRONI_VENV", "/opt/hapg-bench/patroni-venv"))
+SYSTEM_PYTHON = "/usr/bin/python3"
+PATRONI_PACKAGES = ["patroni[etcd3]", "psycopg2-binary"]
+APT_PACKAGES = ["etcd-server", "etcd-client"]
+SCOPE = "hapg-bench"
+NAMES = ("pg-a", "pg-b")
+APP_USER = "hapg_app"
+DB = "financialdb"
+PATRONI_DEFAULTS = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10}  # Patroni's documented defaults
+READY_TIMEOUT_S = 180.0
+SWITCH_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+OUT = Path("build/bench/patroni.json")
+
+
+def say(text: str) -> None:
+    print(text, file=sys.__stdout__, flush=True)
+
+
+# ---- installation (the bench's own, never the product's) -------------------------------------
+def ensure_installed() -> dict[str, str]:
+    """etcd from apt and Patroni in its own venv, if missing; returns their versions."""
+    if shutil.which("etcd") is None:
+        say("   installing etcd-server with apt (first use)")
+        cmd = ["apt-get", "install", "-y", "-q", *APT_PACKAGES]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(cmd, env=env, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
+            subprocess.run(cmd, env=env, capture_output=True, check=True)
+    if not (VENV / "bin" / "patroni").exists():
+        say(f"   installing Patroni into {VENV} (first use)")
+        VENV.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(VENV)], check=True, capture_output=True)
+        pip = [str(VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, *PATRONI_PACKAGES], check=True, capture_output=True)
+    for path in (VENV.parent, VENV):  # the postgres OS user runs Patroni from here
+        path.chmod(path.stat().st_mode | 0o755)
+    patroni = subprocess.run([str(VENV / "bin" / "patroni"), "--version"], capture_output=True, text=True, check=True)
+    etcd = subprocess.run(["etcd", "--version"], capture_output=True, text=True, check=True)
+    return {"patroni": patroni.stdout.split()[-1], "etcd": etcd.stdout.split("\n", 1)[0].split()[-1]}
+
+
+# ---- the cluster ---------------------------------------------------------------------------------
+@dataclass
+class Member:
+    name: str
+    node: object  # local.pgnode.PgNode on the data dir Patroni manages (connect, pid, crash)
+    rest_port: int
+    config: Path
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+
+@dataclass
+class PatroniCluster:
+    """etcd + two Patroni nodes in a Sandbox; a context manager that stops all it started."""
+
+    sandbox: object = None
+    members: dict[str, Member] = field(default_factory=dict)
+    etcd: subprocess.Popen | None = None
+    etcd_port: int = 0
+    app_password: str = field(default_factory=lambda: os.urandom(12).hex())
+    started: list[subprocess.Popen] = field(default_factory=list)
+
+    def __enter__(self) -> PatroniCluster:
+        from local.pgnode import PgNode, Sandbox, free_port
+
+        self.sandbox = Sandbox(prefix="hapg-patroni-")
+        try:
+            self._start_etcd(free_port(), free_port())
+            for name in NAMES:
+                node = PgNode(name, self.sandbox)
+                member = Member(name, node, free_port(), self.sandbox.root / f"{name}.yml")
+                self.sandbox.write(member.config, json.dumps(self._config(member)), mode=0o644)
+                self.members[name] = member
+            self.start(NAMES[0])
+            self.wait_leader(NAMES[0])
+            self._bootstrap_app()
+            self.start(NAMES[1])
+            self.wait_healthy()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for member in self.members.values():
+                self._stop_member(member)
+        finally:
+            if self.etcd is not None:
+                _stop_pid(self.etcd)
+            for proc in self.started:  # anything left (a crashed node's restarted daemon, ...)
+                _stop_pid(proc)
+            if self.sandbox is not None:
+                self.sandbox.cleanup()
+
+    # -- processes --------------------------------------------------------------------------------
+    def _start_etcd(self, client: int, peer: int) -> None:
+        data = self.sandbox.root / "etcd"
+        url_c, url_p = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        argv = [
+            "etcd",
+            "--name=bench",
+            f"--data-dir={data}",
+            f"--listen-client-urls={url_c}",
+            f"--advertise-client-urls={url_c}",
+            f"--listen-peer-urls={url_p}",
+            f"--initial-advertise-peer-urls={url_p}",
+            f"--initial-cluster=bench={url_p}",
+            "--initial-cluster-state=new",
+            "--log-level=warn",
+            "--logger=zap",
+        ]
+        log = (self.sandbox.root / "etcd.log").open("w")
+        self.etcd = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.etcd_port = client
+        _until(lambda: _get_json(f"{url_c}/health").get("health") == "true", 30, "etcd did not become healthy")
+
+    def start(self, name: str) -> None:
+        """Start (or restart) the Patroni daemon of `name` as the postgres OS user."""
+        member = self.members[name]
+        member.log = self.sandbox.root / f"{name}.patroni.log"
+        log = member.log.open("a")
+        kwargs = {}
+        if os.geteuid() == 0:
+            kwargs = {"user": "postgres", "group": "postgres", "extra_groups": []}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.sandbox.root), "LANG": "C.UTF-8"}
+        member.proc = subprocess.Popen(
+            [str(VENV / "bin" / "patroni"), str(member.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.sandbox.root,
+            env=env,
+            start_new_session=True,
+            **kwargs,
+        )
+        self.started.append(member.proc)
+
+    def _stop_member(self, member: Member) -> None:
+        """SIGTERM to Patroni (it stops PostgreSQL), then make sure the postmaster is gone too."""
+        if member.proc is not None:
+            _stop_pid(member.proc)
+        node = member.node
+        node.thaw()
+        pid = node.pid()
+        if pid is not None and node.is_running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGQUIT)  # immediate shutdown
+            _until(lambda: not node.is_running(), 10, None)
+            if node.is_running():
+                node.crash()
+
+    def crash(self, name: str) -> None:
+        """A host crash: freeze then kill Patroni, the postmaster and every backend, by PID."""
+        member = self.members[name]
+        victims = [
+            p for p in [member.proc.pid if member.proc else None, member.node.pid(), *member.node.children()] if p
+        ]
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        if member.proc is not None:
+            member.proc.wait(10)
+        (member.node.data / "postmaster.pid").unlink(missing_ok=True)
+
+    # -- state --------------------------------------------------------------------------------------
+    def cluster(self) -> dict:
+        for member in self.members.values():
+            with contextlib.suppress(OSError, ValueError):
+                return _get_json(f"{member.rest}/cluster")
+        return {}
+
+    def leader(self) -> str | None:
+        for m in self.cluster().get("members", []):
+            if m.get("role") == "leader" and m.get("state") == "running":
+                return m["name"]
+        return None
+
+    def healthy(self) -> bool:
+        """A running leader and a streaming synchronous standby."""
+        roles = {(m.get("role"), m.get("state")) for m in self.cluster().get("members", [])}
+        return ("leader", "running") in roles and ("sync_standby", "streaming") in roles
+
+    def wait_leader(self, name: str, timeout: float = READY_TIMEOUT_S) -> None:
+        _until(lambda: self.leader() == name, timeout, f"{name} did not become the Patroni leader")
+
+    def wait_healthy(self, timeout: float = READY_TIMEOUT_S) -> None:
+        _until(self.healthy, timeout, "Patroni cluster not healthy (leader + streaming sync standby)")
+
+    def dcs_config(self) -> dict:
+        member = next(iter(self.members.values()))
+        with contextlib.suppress(OSError, ValueError):
+            return _get_json(f"{member.rest}/config")
+        return {}
+
+    def patronictl(self, *args: str) -> subprocess.CompletedProcess:
+        config = next(iter(self.members.values())).config
+        return subprocess.run(
+            [str(VENV / "bin" / "patronictl"), "-c", str(config), *args],
+            capture_output=True,
+            text=True,
+            timeout=SWITCH_TIMEOUT_S,
+            check=False,
+        )
+
+    def workload_config(self, threads: int):
+        from local.workload import WorkloadConfig
+
+        nodes = [m.node for m in self.members.values()]
+        return WorkloadConfig(
+            ",".join(n.endpoint.host for n in nodes),
+            ",".join(str(n.port) for n in nodes),
+            APP_USER,
+            self.app_password,
+            str(self.sandbox.tls.ca_cert),
+            DB,
+            threads,
+        )
+
+    def node(self, name: str):
+        return self.members[name].node
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def _bootstrap_app(self) -> None:
+        from local.workload import SCHEMA_SQL, TABLE
+
+        leader = self.members[NAMES[0]].node
+        leader.sql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD %s", (self.app_password,))
+        leader.sql(f"CREATE DATABASE {DB}")
+        leader.sql(SCHEMA_SQL, dbname=DB)
+        leader.sql(f"GRANT SELECT, INSERT ON {TABLE} TO {APP_USER}", dbname=DB)
+
+    def _bin_dir(self, pg_bin: Path) -> Path:
+        """PG_BIN itself, or with HAPG_DATA_PLANE_NICE a copy of it whose `postgres` starts at that nice
+        level (Patroni execs `postgres` itself; our pair gets the same through local/pgnode.py)."""
+        from local.pgnode import DATA_PLANE_NICE
+
+        nice = os.environ.get(DATA_PLANE_NICE)
+        if not nice:
+            return pg_bin
+        bin_dir = self.sandbox.root / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        for tool in pg_bin.iterdir():
+            if tool.name != "postgres" and not (bin_dir / tool.name).is_symlink():
+                (bin_dir / tool.name).symlink_to(tool)  # never chown these: it would follow the link
+        wrapper = f'#!/bin/sh\nexec nice -n {int(nice)} {pg_bin / "postgres"} "$@"\n'
+        self.sandbox.write(bin_dir / "postgres", wrapper, mode=0o755)
+        return bin_dir
+
+    def _config(self, member: Member) -> dict:
+        from local.pgnode import _BASE_CONF, ADMIN_USER, PG_BIN, REPL_USER, tls_settings
+
+        sandbox, node = self.sandbox, member.node
+        tls = {"sslmode": "verify-full", "sslrootcert": str(sandbox.tls.ca_cert)}
+        # the same server settings as our pair; Patroni owns listen/port and synchronous_standby_names
+        managed = {"listen_addresses", "port", "cluster_name", "synchronous_standby_names"}
+        parameters = {k: v for k, v in _BASE_CONF.items() if k not in managed}
+        parameters = {**parameters, **tls_settings(sandbox), "synchronous_commit": "remote_apply"}
+        parameters = {k: ("on" if v is True else "off" if v is False else v) for k, v in parameters.items()}
+        return {
+            "scope": SCOPE,
+            "name": member.name,
+            "log": {"level": "INFO"},
+            "restapi": {"listen": f"127.0.0.1:{member.rest_port}", "connect_address": f"127.0.0.1:{member.rest_port}"},
+            "etcd3": {"hosts": [f"127.0.0.1:{self.etcd_port}"]},
+            "bootstrap": {
+                # ttl, loop_wait, retry_timeout: Patroni's defaults (not set)
+                "dcs": {
+                    "synchronous_mode": True,
+                    "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": parameters},
+                },
+                "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, {"auth": "scram-sha-256"}],
+            },
+            "postgresql": {
+                "listen": f"127.0.0.1:{node.port}",
+                "connect_address": f"127.0.0.1:{node.port}",
+                "data_dir": str(node.data),
+                "bin_dir": str(self._bin_dir(PG_BIN)),
+                "pgpass": str(sandbox.root / f"{member.name}.pgpass"),
+                "basebackup": [{"checkpoint": "fast"}],  # as our pair's pg_basebackup -c fast
+                "authentication": {
+                    "superuser": {"username": ADMIN_USER, "password": sandbox.admin_password, **tls},
+                    "replication": {"username": REPL_USER, "password": sandbox.repl_password, **tls},
+                    "rewind": {"username": ADMIN_USER, "password": sandbox.admin_password, **tls},
+                },
+                "pg_hba": [
+                    "hostssl all all 127.0.0.1/32 scram-sha-256",
+                    "hostssl replication all 127.0.0.1/32 scram-sha-256",
+                    "hostnossl all all 0.0.0.0/0 reject",
+                ],
+                "parameters": {"unix_socket_directories": ""},
+            },
+        }
+
+
+# ---- measurements ---------------------------------------------------------------------------------
+@dataclass
+class Run:
+    window_ms: float
+    acked: int
+    lost: int
+    new_leader: str
+    seconds: float
+    errors: int
+    note: str = ""
+
+    def __str__(self) -> str:
+        return f"writes unavailable {self.window_ms:.0f} ms, acked {self.acked}, lost {self.lost}"
+
+
+def planned_run(cluster: PatroniCluster, threads: int) -> Run:
+    from local.workload import Workload, unavailability
+
+    old = cluster.leader()
+    new = next(n for n in NAMES if n != old)
+    wl = Workload(cluster.workload_config(threads)).start()
+    started = time.time()
+    try:
+        out = cluster.patronictl("switchover", "--leader", old, "--candidate", new, "--force")
+        if out.returncode != 0:
+            raise RuntimeError(f"patronictl switchover failed: {out.stdout[-500:]} {out.stderr[-500:]}")
+        cluster.wait_leader(new, SWITCH_TIMEOUT_S)
+        _writes_flow(wl, new)
+        ended = time.time()
+    finally:
+        wl.stop()
+    return _finish(cluster, wl, unavailability(wl.acks, started, ended + 1.0), new, ended - started)
+
+
+def unplanned_run(cluster: PatroniCluster, threads: int) -> Run:
+    from local.workload import Workload, unavailability
+
+    old = cluster.leader()
+    new = next(n for n in NAMES if n != old)
+    wl = Workload(cluster.workload_config(threads)).start()
+    try:
+        crashed = time.time()
+        cluster.crash(old)
+        cluster.wait_leader(new, PATRONI_DEFAULTS["ttl"] * 3 + SWITCH_TIMEOUT_S)
+        _writes_flow(wl, new)
+        ended = time.time()
+    finally:
+        wl.stop()
+    run = _finish(cluster, wl, unavailability(wl.acks, crashed, ended + 1.0), new, ended - crashed)
+    cluster.start(old)  # the crashed host comes back: Patroni rejoins it (pg_rewind) as a standby
+    return run
+
+
+def _writes_flow(wl, leader: str) -> None:
+    """Until a commit is acknowledged after the leader change was seen, then 1 s more of load."""
+    if not wl.wait_ack_after(time.time(), SWITCH_TIMEOUT_S):
+        raise TimeoutError(f"no commit acknowledged on {leader} within {SWITCH_TIMEOUT_S:.0f} s")
+    time.sleep(1.0)
+
+
+def _finish(cluster: PatroniCluster, wl, gap, new: str, seconds: float) -> Run:
+    with contextlib.closing(cluster.node(new).connect(DB)) as conn:
+        lost = len(wl.lost(conn))
+    return Run(gap[0], len(wl.acks), lost, new, round(seconds, 2), len(wl.errors))
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
+
+
+def measure(runs: int = 5, unplanned_runs: int = 3, threads: int = 20, out: Path = OUT) -> dict:
+    versions = ensure_installed()
+    result: dict = {"versions": versions, "writers": threads}
+    say(f"\n== Patroni {versions['patroni']} + etcd {versions['etcd']}: two PostgreSQL 15 nodes on loopback")
+    with PatroniCluster() as cluster:
+        config = cluster.dcs_config()
+        result["settings"] = {
+            **{k: config.get(k, v) for k, v in PATRONI_DEFAULTS.items()},
+            "synchronous_mode": config.get("synchronous_mode"),
+            "synchronous_commit": config.get("postgresql", {}).get("parameters", {}).get("synchronous_commit"),
+        }
+        planned = []
+        for i in range(runs):
+            cluster.wait_healthy()
+            run = planned_run(cluster, threads)
+            planned.append(run)
+            say(f"   switchover {i + 1}/{runs}: {run}")
+        unplanned = []
+        for i in range(unplanned_runs):
+            cluster.wait_healthy()
+            run = unplanned_run(cluster, threads)
+            unplanned.append(run)
+            say(f"   crash {i + 1}/{unplanned_runs}: {run}")
+        cluster.wait_healthy()
+    for label, rows in (("planned", planned), ("unplanned", unplanned)):
+        if rows:
+            result[label] = {
+                "runs": len(rows),
+                "write_unavailable_ms": summarize([r.window_ms for r in rows]),
+                "acked_commits": sum(r.acked for r in rows),
+                "lost_commits": sum(r.lost for r in rows),
+                "per_run": [r.__dict__ for r in rows],
+            }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# ---- helpers ------------------------------------------------------------------------------------------
+def _get_json(url: str, timeout: float = 2.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http://127.0.0.1 only
+        return json.loads(resp.read() or b"{}")
+
+
+def _until(predicate, timeout: float, error: str | None, every: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return True
+        time.sleep(every)
+    if error:
+        raise TimeoutError(f"{error} within {timeout:.0f} s")
+    return False
+
+
+def _stop_pid(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGCONT (it may be frozen), SIGTERM, then SIGKILL after `timeout`: this process, by its PID."""
+    if proc.poll() is not None:
+        return
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
