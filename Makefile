@@ -79,6 +79,7 @@ sam-build build: $(VENV)/.stamp
 render: $(VENV)/.stamp
 	PYTHONPATH=layers/db $(PY) -m statemachines.render
 	PYTHONPATH=layers/db $(PY) -m statemachines.diagram
+	PYTHONPATH=layers/db $(PY) -m observability.render
 
 # ---- local runs, benchmarks, fault campaign -------------------------------------------
 rehearse: $(VENV)/.stamp .pg-ready

@@ -8,13 +8,15 @@ on its own (pg_rewind, then streaming), and synchronous replication is re-armed 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import threading
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 
+import psycopg2
+from hapg import aws, errors
 from hapg.aurora import AuroraCluster
 from hapg.models import ClusterSnapshot, Endpoint, Member
 
@@ -50,6 +52,11 @@ class LocalCluster:
         self._rejoining: set[str] = set()
         self._threads: list[threading.Thread] = []
         self.partitioned: set[str] = set()  # instances the Lambdas cannot reach (chaos, rehearsal)
+        # Aurora's control plane does not log in to fail over: the stand-in keeps one warm admin
+        # session per node (opened now and after a rejoin) instead of a TLS + SCRAM login per step
+        self._admin: dict[str, object] = {}
+        for node in pair.nodes:
+            self._warm(node)
 
     # -- ClusterPort ------------------------------------------------------------------------
     def snapshot(self, with_lag: bool = True) -> ClusterSnapshot:
@@ -61,27 +68,45 @@ class LocalCluster:
         with self._lock:
             old = self.writer_node()
             new = self.nodes[target]
+            if not new.is_running():  # as RDS answers InvalidDBInstanceState: nothing is touched
+                raise errors.NotReady(f"Aurora cannot fail over now: target {target} is not available")
             self.aurora.failover(target)  # the RDS API call first: a throttled call changes nothing
             prim = Primitive(target, time.time())
             self.primitives.append(prim)
-            with closing(new.connect()) as conn, conn.cursor() as cur:  # one session for the whole switch
+            try:
                 if old is not None and old.is_running():
-                    self._fence(old, cur, prim)
+                    self._fence(old, new, prim)
                 else:
                     prim.planned = False
                     prim.notes.append(f"{old.name if old else '?'} was down: promoting without fencing")
-                _promote(cur, new.name)
+                self._promote(new)
+            except Exception as exc:
+                if new.is_running() or old is None or prim.fenced is None:
+                    raise
+                self._roll_back(old, new, prim)
+                raise errors.NotReady(
+                    f"failover to {target} failed: it went down; {old.name} is the writer again"
+                ) from exc
             prim.promoted = time.time()
             if old is not None and self.rejoin:
                 self._start_rejoin(old, new, prim)
 
     # -- helpers -------------------------------------------------------------------------------
     def writer_node(self) -> PgNode | None:
-        """The node moto says is the writer (the port's notion of truth)."""
-        for m in self.aurora.snapshot(with_lag=False).members:
-            if m.is_writer:
-                return self.nodes[m.instance_id]
+        """The node moto says is the writer (the port's notion of truth): one DescribeDBClusters."""
+        with aws.call("rds:DescribeDBClusters"):
+            cluster = self.aurora.rds.describe_db_clusters(DBClusterIdentifier=self.cluster_id)["DBClusters"][0]
+        for m in cluster.get("DBClusterMembers", []):
+            if m.get("IsClusterWriter"):
+                return self.nodes[m["DBInstanceIdentifier"]]
         return None
+
+    def close(self) -> None:
+        """Close the warm admin sessions (the stack calls this on exit)."""
+        with self._lock:
+            for conn in self._admin.values():
+                _close(conn)
+            self._admin.clear()
 
     def _overlay(self, m: Member) -> Member:
         node = self.nodes[m.instance_id]
@@ -96,23 +121,79 @@ class LocalCluster:
         )
         return dataclasses.replace(m, status=status, endpoint=endpoint)
 
-    def _fence(self, old: PgNode, target, prim: Primitive) -> None:
-        """Planned: checkpoint, stop the old writer fast, wait until the target (its cursor) replayed
-        everything the old writer flushed."""
-        with closing(old.connect()) as conn, conn.cursor() as cur:
-            cur.execute("CHECKPOINT")  # cheap when the drainer already checkpointed
-            cur.execute("SELECT pg_current_wal_flush_lsn()")
-            final_lsn = cur.fetchone()[0]
+    def _fence(self, old: PgNode, target: PgNode, prim: Primitive) -> None:
+        """Planned: checkpoint, stop the old writer fast, wait until the target replayed everything
+        the old writer had flushed."""
+        try:  # one round trip; the CHECKPOINT is cheap when the drainer already checkpointed
+            final_lsn = self._sql(old, "CHECKPOINT; SELECT pg_current_wal_flush_lsn()")[0]
+        except (psycopg2.Error, errors.HapgError):
+            if old.is_running():
+                raise
+            # it died under us: like Aurora, carry on as a crash (synchronous replication: every
+            # acknowledged commit is already on the target)
+            self._forget(old)
+            prim.planned = False
+            prim.notes.append(f"{old.name} died while being fenced: promoting without fencing")
+            return
         old.fence()
+        self._forget(old)
         prim.fenced = time.time()
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-        while True:
-            target.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (final_lsn,))
-            if target.fetchone()[0]:
-                return
+        while not self._sql(target, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (final_lsn,))[0]:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the target did not replay up to {final_lsn}")
             time.sleep(0.002)
+
+    def _roll_back(self, old: PgNode, new: PgNode, prim: Primitive) -> None:
+        """The target died after the old writer was fenced: like Aurora (RDS-EVENT-0070, promoting the
+        previous primary again), restart the old writer as the writer, without waiting for a standby."""
+        old.start()
+        self._sql(old, "ALTER SYSTEM SET synchronous_standby_names = ''")
+        self._sql(old, "SELECT pg_reload_conf()")
+        self.aurora.failover(old.name)
+        prim.notes.append(f"{new.name} went down during the failover: {old.name} restarted as the writer")
+
+    def _promote(self, node: PgNode, timeout: float = 30.0) -> None:
+        """Promote, then clear synchronous_standby_names: with no standby left, commits would hang.
+
+        pg_promote(wait => true) polls every 100 ms; polling pg_is_in_recovery() every 2 ms is faster."""
+        if self._sql(node, "SELECT pg_is_in_recovery()")[0]:
+            self._sql(node, "SELECT pg_promote(wait => false)")
+        deadline = time.monotonic() + timeout
+        while self._sql(node, "SELECT pg_is_in_recovery()")[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{node.name} still in recovery after {timeout}s")
+            time.sleep(0.002)
+        self._sql(node, "ALTER SYSTEM SET synchronous_standby_names = ''")
+        self._sql(node, "SELECT pg_reload_conf()")
+
+    # -- warm admin sessions ------------------------------------------------------------------------
+    def _sql(self, node: PgNode, statement: str, params: tuple | None = None) -> tuple | None:
+        """One statement on the node's warm admin session. A session found dead (the server restarted
+        since) is replaced once; every statement sent through here is safe to send twice."""
+        for attempt in (1, 2):
+            conn = self._admin.get(node.name)
+            if conn is None or conn.closed:
+                conn = self._admin[node.name] = node.connect()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(statement, params)
+                    return cur.fetchone() if cur.description else None
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                if not conn.closed and attempt == 1:  # a live session: a real error, not a stale one
+                    raise
+                self._forget(node)
+                if attempt == 2:
+                    raise
+        return None
+
+    def _warm(self, node: PgNode) -> None:
+        with contextlib.suppress(Exception):  # best effort: _sql reconnects when needed
+            self._forget(node)
+            self._admin[node.name] = node.connect()
+
+    def _forget(self, node: PgNode) -> None:
+        _close(self._admin.pop(node.name, None))
 
     def _start_rejoin(self, old: PgNode, new: PgNode, prim: Primitive) -> None:
         self._rejoining.add(old.name)
@@ -136,6 +217,8 @@ class LocalCluster:
             old.start()
             PgPair.wait_streaming(new, old)
             set_sync(new, self.pair.sync)
+            with self._lock:
+                self._warm(old)
             prim.rejoined = time.time()
         except Exception as exc:  # noqa: BLE001 - surfaced through notes; the member stays "failed"
             prim.notes.append(f"rejoin of {old.name} failed: {exc}")
@@ -147,18 +230,7 @@ class LocalCluster:
             thread.join(timeout)
 
 
-def _promote(cur, name: str, timeout: float = 30.0) -> None:
-    """Promote, then clear synchronous_standby_names: with no standby left, commits would hang.
-
-    pg_promote(wait => true) polls every 100 ms; polling pg_is_in_recovery() every 2 ms is faster."""
-    cur.execute("SELECT pg_promote(wait => false)")
-    deadline = time.monotonic() + timeout
-    while True:
-        cur.execute("SELECT pg_is_in_recovery()")
-        if not cur.fetchone()[0]:
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} still in recovery after {timeout}s")
-        time.sleep(0.002)
-    cur.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
-    cur.execute("SELECT pg_reload_conf()")
+def _close(conn) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()

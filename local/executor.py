@@ -80,7 +80,13 @@ from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.core.config import default_user_config
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_dynamodb,
+    state_task_service_sns,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.utils import boto_client
 
 from local.handlers import FUNCTIONS, LambdaContext, load
 
@@ -102,7 +108,9 @@ MARSHAL_ERROR = "Runtime.MarshalError"
 STATES_TIMEOUT = "States.Timeout"
 
 RUNNING = "RUNNING"
-POLL_INTERVAL_S = 0.01
+POLL_INTERVAL_S = 0.02  # wait(): each poll is a moto call that shares the GIL with the interpreter
+# the interpreter's modules that build an SDK client per Task (Lambda invoke, DynamoDB, SNS)
+_CLIENT_PER_TASK = (lambda_eval_utils, state_task_service_dynamodb, state_task_service_sns)
 EXIT_GRACE_S = 10.0
 STATE_ENTERED = "StateEntered"
 STATE_EXITED = "StateExited"
@@ -269,6 +277,11 @@ class LocalExecutor:
         sfn_logger = logging.getLogger(SFN_LOGGER)
         stack.callback(sfn_logger.setLevel, sfn_logger.level)
         sfn_logger.setLevel(logging.CRITICAL)  # it logs every States error at ERROR
+        # Step Functions does not build an SDK client for every Task; moto's interpreter does (loading
+        # the service model, ~2 ms, far more on a loaded machine): one client per service and region
+        clients = _TaskClients()
+        for module in _CLIENT_PER_TASK:
+            stack.enter_context(mock.patch.object(module, "boto_client_for", clients.get))
         if self.time_scale != 1.0:
             stack.enter_context(mock.patch.object(WaitFunction, "_wait_interval", _scaled_wait(self.time_scale)))
             stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledSleep(self.time_scale)))
@@ -696,6 +709,22 @@ class _ScaledSleep:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
+
+
+class _TaskClients:
+    """moto's `boto_client_for`, one client per (region, service) for the executor's lifetime (boto3
+    clients are thread-safe). Credentials are the interpreter's fixed dummies, so they are no key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def get(self, region: str, service: str, state_credentials: Any = None) -> Any:
+        with self._lock:
+            key = (region, service)
+            if key not in self._clients:
+                self._clients[key] = boto_client.boto_client_for(region, service, state_credentials)
+            return self._clients[key]
 
 
 class _EnvOverlay:

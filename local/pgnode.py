@@ -27,6 +27,9 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 ADMIN_USER = "hapg_admin"
 REPL_USER = "hapg_repl"
 HOST = "127.0.0.1"
+# Benchmarks only: run PostgreSQL (and local/workload.py) at this nice level, the data plane below
+# the orchestration, as separate hosts would keep them apart. Unset: everything at the default priority.
+DATA_PLANE_NICE = "HAPG_DATA_PLANE_NICE"
 
 
 def _pg_uid() -> tuple[int, int] | None:
@@ -37,6 +40,8 @@ def _pg_uid() -> tuple[int, int] | None:
 
 
 def as_server_user(argv: list[str]) -> list[str]:
+    if nice := os.environ.get(DATA_PLANE_NICE):
+        argv = ["nice", "-n", str(int(nice)), *argv]
     return ["runuser", "-u", "postgres", "--", *argv] if _pg_uid() else argv
 
 

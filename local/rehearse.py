@@ -59,8 +59,9 @@ def follow(arn: str, stop: threading.Event) -> None:
         stop.wait(0.05)
 
 
-def rehearse(name: str, threads: int = 20):
-    """One scenario on a fresh stack; returns its ScenarioReport."""
+def rehearse(name: str, threads: int = 20, live: bool = True):
+    """One scenario on a fresh stack; returns its ScenarioReport. `live=False` (benchmarks) skips the
+    live timeline, whose history polling shares the GIL with the interpreter being measured."""
     from local import report
     from local.scenarios import SCENARIOS
     from local.stack import LocalStack, StackOptions
@@ -72,12 +73,14 @@ def rehearse(name: str, threads: int = 20):
         say(f"   {threads} writers running; executing the scenario")
         stop = threading.Event()
         watcher = threading.Thread(target=_watch_new, args=(stop,), daemon=True)
-        watcher.start()
+        if live:
+            watcher.start()
         try:
             main, others, checks = SCENARIOS[name](st)
         finally:
             stop.set()
-            watcher.join(5)
+            if live:
+                watcher.join(5)
         wl.stop()
         st.cluster.wait_rejoined(60)
         with contextlib.closing(st.writer().connect("financialdb")) as conn:

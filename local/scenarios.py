@@ -63,7 +63,7 @@ def unplanned(st: LocalStack) -> Result:
 def duplicate(st: LocalStack) -> Result:
     """Our own promote emits 0073 then 0071; EventBridge may deliver each twice, late."""
     arn = st.start({**SWITCHOVER, "reason": "rehearsal: duplicate events"})
-    _wait_for_state(st, arn, State.STATUS)
+    _wait_for_state(st, arn, State.PROMOTE)  # the lock is held from here to the end
     started = rds_event(RdsEvent.STARTED_CROSS_AZ)
     during = st.run(started)  # lock held: skipped
     main = st.executor.wait(arn)

@@ -79,6 +79,7 @@ class LocalStack:
         try:
             if self.cluster:
                 self.cluster.wait_rejoined(30)
+                self.cluster.close()
             self.executor.__exit__(None, None, None)
         finally:
             runtime.reset()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -64,9 +65,10 @@ def _connect(cfg: WorkloadConfig):
     return conn
 
 
-def _writer(cfg: WorkloadConfig, writer: int, stop: threading.Event, acks: list, errors: list) -> None:
+def _writer(cfg: WorkloadConfig, writer: int, stop: threading.Event, acks: list, errors: list, *, last=None) -> None:
     """One client thread: commit, record the ack, reconnect on any error."""
-    conn, seq = None, 0
+    # numbers unique across runs on one database (soak, a reused cluster): start at the epoch in µs
+    conn, seq = None, int(time.time() * 1_000_000)
     while not stop.is_set():
         try:
             if conn is None or conn.closed:
@@ -74,7 +76,10 @@ def _writer(cfg: WorkloadConfig, writer: int, stop: threading.Event, acks: list,
             seq += 1  # a new number per attempt: an unacknowledged attempt may or may not exist
             with conn.cursor() as cur:
                 cur.execute(f"INSERT INTO {TABLE} (writer, seq) VALUES (%s, %s)", (writer, seq))  # noqa: S608
-            acks.append((time.time(), writer, seq))
+            now = time.time()
+            acks.append((now, writer, seq))
+            if last is not None:
+                last.value = now  # readable by the parent while running (Workload.last_ack)
         except Exception as exc:  # noqa: BLE001 - any failure: count it, reconnect
             errors.append((time.time(), type(exc).__name__))
             _close(conn)
@@ -89,12 +94,15 @@ def _close(conn) -> None:
             conn.close()
 
 
-def _run(cfg: WorkloadConfig, stop_evt, out_q) -> None:
+def _run(cfg: WorkloadConfig, stop_evt, out_q, last=None) -> None:
+    if nice := os.environ.get("HAPG_DATA_PLANE_NICE"):  # benchmarks: see local/pgnode.py
+        os.nice(int(nice))
     stop = threading.Event()
     acks: list = []
     errs: list = []
     threads = [
-        threading.Thread(target=_writer, args=(cfg, i, stop, acks, errs), daemon=True) for i in range(cfg.threads)
+        threading.Thread(target=_writer, args=(cfg, i, stop, acks, errs), kwargs={"last": last}, daemon=True)
+        for i in range(cfg.threads)
     ]
     for t in threads:
         t.start()
@@ -113,7 +121,10 @@ class Workload:
         ctx = mp.get_context("spawn")
         self._stop = ctx.Event()
         self._queue = ctx.Queue()
-        self._proc = ctx.Process(target=_run, args=(cfg, self._stop, self._queue), name="workload", daemon=True)
+        self._last = ctx.Value("d", 0.0, lock=False)
+        self._proc = ctx.Process(
+            target=_run, args=(cfg, self._stop, self._queue, self._last), name="workload", daemon=True
+        )
         self.acks: list[Ack] = []
         self.errors: list[tuple[float, str]] = []
 
@@ -121,6 +132,19 @@ class Workload:
         self._proc.start()
         time.sleep(warmup_s)
         return self
+
+    def last_ack(self) -> float:
+        """Wall-clock time of the latest acknowledged commit so far (0 before the first), while running."""
+        return self._last.value
+
+    def wait_ack_after(self, at: float, timeout: float) -> bool:
+        """Until a commit is acknowledged after `at` (writes flow again); False after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self._last.value <= at:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def stop(self, timeout: float = 30) -> Workload:
         self._stop.set()

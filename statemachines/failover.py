@@ -105,6 +105,7 @@ class _Failover:
         )
         self.drain.add_retry(transient_retry(attempts=2))
         self.promote = _coordinator(State.PROMOTE, Action.PROMOTE, "$.promote", **{"target.$": "$.plan.target"})
+        self.is_promoted = Choice(State.PROMOTED)  # promote's own first check saw the new writer
         since = {"target.$": "$.promote.target", "started_at.$": "$.promote.started_at"}
         self.status = _coordinator(State.STATUS, Action.STATUS, "$.status", **since, **{"await": Await.WRITER})
         self.is_complete = Choice(State.IS_COMPLETE)
@@ -198,7 +199,9 @@ class _Failover:
         for task in (self.drain, self.promote, self.status, self.restore, self.replicas, self.verify):
             task.add_catch(late_failure)
         self.drain.next(self.promote)
-        self.promote.next(self.status)
+        self.promote.next(self.is_promoted)
+        self.is_promoted.add_choice(ChoiceRule.BooleanEquals(variable="$.promote.complete", value=True), self.restore)
+        self.is_promoted.default_choice(self.status)
         self.await_aurora.next(self.status)
         self.status.next(self.is_complete)
         self.is_complete.add_choice(ChoiceRule.BooleanEquals(variable="$.status.complete", value=True), self.restore)

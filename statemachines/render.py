@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from statemachines import failover
+from statemachines import backup, failover
 
 HERE = Path(__file__).resolve().parent
-WORKFLOWS = {"failover": failover.build}
+WORKFLOWS = {"failover": failover.build, "backup_verification": backup.build}
 
 
 def render(name: str) -> str:

@@ -84,6 +84,8 @@ def recorded_settings(variables: dict) -> tuple[config.Settings, set[str]]:
         names.Env.DB_PORT: "5432",
         names.Env.ALERT_TOPIC_ARN: "arn:aws:sns:us-east-1:123456789012:hapg-dev-alerts",
         names.Env.STATE_TABLE: "hapg-dev-state",
+        names.Env.DB_PROXY_ENDPOINT: "hapg-dev-proxy.proxy-abcdefghijkl.us-east-1.rds.amazonaws.com",
+        names.Env.APP_SECRET_ARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:hapg-dev/db/app-AbCdEf",
     }
     values = {k: (v if isinstance(v, str) else stand_ins[k]) for k, v in variables.items()}
     seen: set[str] = set()
@@ -170,6 +172,8 @@ def test_drainer(sam):
     assert p["Environment"]["Variables"] == {
         names.Env.SERVICE_NAME: names.Function.CONNECTION_DRAINER,
         names.Env.DRAIN_GRACE_S: "5",
+        # with RDS Proxy only: the drain then awaits in-flight work and blocks nothing
+        names.Env.DB_PROXY_ENDPOINT: {"Fn::If": ["UseRdsProxy", getatt("RdsProxy", "Endpoint"), ref("AWS::NoValue")]},
     }
 
 

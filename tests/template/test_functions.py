@@ -154,7 +154,13 @@ def test_health_checker(sam):
     assert p["FunctionName"] == sub(f"{PREFIX}-health-checker")
     assert p["CodeUri"] == "functions/health_checker/"
     assert (p["Timeout"], p["MemorySize"], p["ReservedConcurrentExecutions"]) == (30, 256, 2)
-    assert p["Environment"]["Variables"] == {"POWERTOOLS_SERVICE_NAME": names.Function.HEALTH_CHECKER}
+    assert p["Environment"]["Variables"] == {
+        "POWERTOOLS_SERVICE_NAME": names.Function.HEALTH_CHECKER,
+        names.Env.STATE_TABLE: ref("StateTable"),  # the maintenance flag -> AutomationPaused
+        # with RDS Proxy only (tests/template/test_operations_resources.py)
+        names.Env.DB_PROXY_ENDPOINT: {"Fn::If": ["UseRdsProxy", getatt("RdsProxy", "Endpoint"), ref("AWS::NoValue")]},
+        names.Env.APP_SECRET_ARN: {"Fn::If": ["UseRdsProxy", ref("AppSecret"), ref("AWS::NoValue")]},
+    }
     assert p["LoggingConfig"] == {"LogGroup": ref("HealthCheckerLogGroup")}
     # Stale health samples are useless: no async retries, drop after a minute.
     assert p["EventInvokeConfig"] == {"MaximumEventAgeInSeconds": 60, "MaximumRetryAttempts": 0}
@@ -178,14 +184,20 @@ def test_schedule_may_invoke_only_the_health_checker(cfn):
         for p in resources(cfn, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "events.amazonaws.com"
     ]
-    assert permissions == [
-        {
-            "Action": "lambda:InvokeFunction",
-            "FunctionName": ref("HealthCheckerFunction"),
-            "Principal": "events.amazonaws.com",
-            "SourceArn": getatt("HealthCheckSchedule", "Arn"),
-        }
-    ]
+    # each schedule may invoke its own function only (the daily backup checks: tests/template/test_backup_resources.py)
+    schedules = {"HealthCheckerFunction": "HealthCheckSchedule", "BackupVerifierFunction": "BackupVerificationSchedule"}
+    assert sorted(permissions, key=json.dumps) == sorted(
+        (
+            {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": ref(function),
+                "Principal": "events.amazonaws.com",
+                "SourceArn": getatt(rule, "Arn"),
+            }
+            for function, rule in schedules.items()
+        ),
+        key=json.dumps,
+    )
 
 
 def test_health_checker_event_invoke_config(cfn):
@@ -275,18 +287,34 @@ def test_health_checker_role_is_exactly_least_privilege(cfn):
     assert {m for m in managed if isinstance(m, str)} == SAM_MANAGED_POLICIES
     assert [m for m in managed if not isinstance(m, str)] == [ref("FunctionBaselinePolicy")]
     stmts = role_statements(cfn, "HealthCheckerFunctionRole")
-    secret, dlq, secrets_key = (
+    secret, dlq, secrets_key, table, state_key = (
         json.dumps(x)
-        for x in (ref("MasterSecret"), getatt("FunctionDeadLetterQueue", "Arn"), getatt("SecretsKey", "Arn"))
+        for x in (
+            ref("MasterSecret"),
+            getatt("FunctionDeadLetterQueue", "Arn"),
+            getatt("SecretsKey", "Arn"),
+            getatt("StateTable", "Arn"),
+            getatt("StateKey", "Arn"),
+        )
     )
     assert allowed_pairs(stmts) == {
         ("sqs:SendMessage", dlq),
         ("secretsmanager:GetSecretValue", secret),
         ("secretsmanager:DescribeSecret", secret),
         ("kms:Decrypt", secrets_key),
+        ("dynamodb:GetItem", table),  # the maintenance flag only (below)
+        ("kms:Decrypt", state_key),
     }
-    (kms,) = [s for s in stmts if "kms:Decrypt" in as_list(s["Action"])]
-    assert kms["Condition"] == {"StringEquals": {"kms:ViaService": sub("secretsmanager.${AWS::Region}.amazonaws.com")}}
+    by_sid = {s.get("Sid"): s for s in stmts}
+    assert by_sid["DecryptMasterSecret"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": sub("secretsmanager.${AWS::Region}.amazonaws.com")}
+    }
+    assert by_sid["ReadMaintenanceFlag"]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [sub(f"{names.Table.CONTROL_PREFIX}${{AuroraCluster}}")]}
+    }
+    assert by_sid["StateKey"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": sub("dynamodb.${AWS::Region}.amazonaws.com")}
+    }
 
 
 def _policy_documents(cfn):
@@ -319,6 +347,22 @@ RESOURCE_STAR_ALLOWED = {
         "xray:GetSamplingTargets",
     },
 }
+# The restore-test workflow logs and traces like the failover workflow.
+RESOURCE_STAR_ALLOWED[("BackupVerificationStateMachineRole", "LogDelivery")] = RESOURCE_STAR_ALLOWED[
+    ("FailoverStateMachineRole", "LogDelivery")
+]
+RESOURCE_STAR_ALLOWED[("BackupVerificationStateMachineRole", "Tracing")] = RESOURCE_STAR_ALLOWED[
+    ("FailoverStateMachineRole", "Tracing")
+]
+# FIS sets up the failover drill's log delivery with the experiment role (vended logs, no resource-level
+# permissions; the log group's resource policy belongs to the stack).
+RESOURCE_STAR_ALLOWED[("FailoverDrillRole", "ExperimentLogDelivery")] = {
+    "logs:CreateLogDelivery",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+# GetRandomPassword acts on no resource; AWS's rotation policies grant it on "*".
+RESOURCE_STAR_ALLOWED[("SecretRotationFunctionRole", "RandomPassword")] = {"secretsmanager:GetRandomPassword"}
 # Wildcards inside an ARN: Lambda versions/aliases of the workflow's own functions, and the one
 # DescribeDBInstances resource RDS accepts for a filtered (identifier-less) describe.
 ARN_WILDCARDS_ALLOWED = {
@@ -326,6 +370,12 @@ ARN_WILDCARDS_ALLOWED = {
     "${ConnectionDrainerFunction.Arn}:*",
     "${HealthCheckerFunction.Arn}:*",
     "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:*",
+    # backup_verifier (why each: template.yaml and tests/template/test_backup_resources.py)
+    "${BackupVerifierFunction.Arn}:*",
+    "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:cluster:*",
+    "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:cluster-snapshot:rds:${AuroraCluster}-*",
+    "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:cluster:hapg-${EnvironmentSuffix}-restore-*",
+    "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:hapg-${EnvironmentSuffix}-restore-*",
 }
 
 

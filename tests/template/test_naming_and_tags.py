@@ -66,7 +66,8 @@ NAME_PROPERTIES = {
     "DashboardName",
 }
 NAME_PATTERN = re.compile(
-    r"^(alias/|/aws/lambda/|/aws/vpc/|/aws/rds/cluster/|/aws/vendedlogs/states/)?hapg-\$\{EnvironmentSuffix\}[-/]"
+    r"^(alias/|/aws/lambda/|/aws/vpc/|/aws/rds/cluster/|/aws/rds/proxy/|/aws/vendedlogs/(states|fis)/)?"
+    r"hapg-\$\{EnvironmentSuffix\}([-/]|$)"  # bare: the scheduler group that holds this stack's schedules
 )
 
 

@@ -110,14 +110,21 @@ def test_endpoint_policies_pin_this_account(cfn):
 # ---- security groups -------------------------------------------------------------------------
 
 
-def _rules(cfn, direction):
-    """Every (group logical id, rule) for 'Ingress' or 'Egress', inline and standalone."""
+def _rules(cfn, direction, proxy=True):
+    """Every (group logical id, rule) for 'Ingress' or 'Egress', inline and standalone; with proxy=False
+    as deployed with EnableRdsProxy=false (no UseRdsProxy resources; tests/template/test_operations_resources.py)."""
     rules = []
+
+    def deployed(res):
+        return proxy or res.get("Condition") != "UseRdsProxy"
+
     for logical_id, sg in resources(cfn, "AWS::EC2::SecurityGroup").items():
-        rules += [(logical_id, r) for r in sg["Properties"].get(f"SecurityGroup{direction}", [])]
+        if deployed(sg):
+            rules += [(logical_id, r) for r in sg["Properties"].get(f"SecurityGroup{direction}", [])]
     for standalone in resources(cfn, f"AWS::EC2::SecurityGroup{direction}").values():
-        p = dict(standalone["Properties"])
-        rules.append((p.pop("GroupId")["Ref"], p))
+        if deployed(standalone):
+            p = dict(standalone["Properties"])
+            rules.append((p.pop("GroupId")["Ref"], p))
     return rules
 
 
@@ -131,15 +138,24 @@ def _peer(rule):
     return rule.get("CidrIp") or rule.get("CidrIpv6")
 
 
-def _summary(cfn, group, direction):
+def _summary(cfn, group, direction, proxy=False):
     return sorted(
-        (r["IpProtocol"], r.get("FromPort"), r.get("ToPort"), _peer(r)) for g, r in _rules(cfn, direction) if g == group
+        (r["IpProtocol"], r.get("FromPort"), r.get("ToPort"), _peer(r))
+        for g, r in _rules(cfn, direction, proxy)
+        if g == group
     )
 
 
 def test_three_security_groups_with_descriptions(cfn):
     groups = resources(cfn, "AWS::EC2::SecurityGroup")
-    assert set(groups) == {"LambdaSecurityGroup", "DbSecurityGroup", "EndpointSecurityGroup"}
+    assert {k for k, g in groups.items() if "Condition" not in g} == {
+        "LambdaSecurityGroup",
+        "DbSecurityGroup",
+        "EndpointSecurityGroup",
+    }
+    assert {k: g["Condition"] for k, g in groups.items() if "Condition" in g} == {
+        "RdsProxySecurityGroup": "UseRdsProxy"
+    }
     for logical_id, sg in groups.items():
         assert len(sg["Properties"]["GroupDescription"]) > 10, logical_id
         assert sg["Properties"]["VpcId"] == ref("Vpc")
@@ -167,11 +183,21 @@ def test_nothing_is_open_to_the_world(cfn):
 def test_database_admits_only_lambda_on_5432(cfn):
     assert _summary(cfn, "DbSecurityGroup", "Ingress") == [("tcp", 5432, 5432, "LambdaSecurityGroup")]
     assert _summary(cfn, "DbSecurityGroup", "Egress") == [("-1", None, None, "127.0.0.1/32")]
+    # EnableRdsProxy=true: and from the proxy
+    assert _summary(cfn, "DbSecurityGroup", "Ingress", proxy=True) == [
+        ("tcp", 5432, 5432, "LambdaSecurityGroup"),
+        ("tcp", 5432, 5432, "RdsProxySecurityGroup"),
+    ]
 
 
 def test_endpoints_admit_only_lambda_on_443(cfn):
     assert _summary(cfn, "EndpointSecurityGroup", "Ingress") == [("tcp", 443, 443, "LambdaSecurityGroup")]
     assert _summary(cfn, "EndpointSecurityGroup", "Egress") == [("-1", None, None, "127.0.0.1/32")]
+    # EnableRdsProxy=true: and from the proxy (it reads the app secret through the Secrets Manager endpoint)
+    assert _summary(cfn, "EndpointSecurityGroup", "Ingress", proxy=True) == [
+        ("tcp", 443, 443, "LambdaSecurityGroup"),
+        ("tcp", 443, 443, "RdsProxySecurityGroup"),
+    ]
 
 
 def test_lambda_egress_is_exactly_db_endpoints_and_gateways(cfn):
@@ -183,6 +209,10 @@ def test_lambda_egress_is_exactly_db_endpoints_and_gateways(cfn):
             ("tcp", 443, 443, "S3"),
             ("tcp", 443, 443, "DynamoDB"),
         ]
+    )
+    # EnableRdsProxy=true: and to the proxy (the health checker's probe)
+    assert _summary(cfn, "LambdaSecurityGroup", "Egress", proxy=True) == sorted(
+        [*_summary(cfn, "LambdaSecurityGroup", "Egress"), ("tcp", 5432, 5432, "RdsProxySecurityGroup")]
     )
     for _, rule in _rules(cfn, "Egress"):
         if "DestinationPrefixListId" in rule:

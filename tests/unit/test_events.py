@@ -40,6 +40,34 @@ def test_drainer_fixtures(path):
     Step.parse(json.loads(path.read_text()), drain.ACTIONS, "connection_drainer")
 
 
+@pytest.mark.parametrize("path", fixtures("backup_verifier"), ids=lambda p: p.name)
+def test_backup_verifier_fixtures(path):
+    from hapg import restore, verifier
+
+    step = Step.parse(json.loads(path.read_text()), verifier.ACTIONS, "backup_verifier")
+    if step.action == "validate":
+        restore.parse_input(step.payload["input"])
+    if "request" in step.payload:
+        restore.Request.from_dict(step.payload["request"], "hapg-dev-restore")
+
+
+@pytest.mark.parametrize("path", fixtures("backup_verification"), ids=lambda p: p.name)
+def test_restore_test_inputs(path):
+    from hapg import restore
+
+    reason, _ = restore.parse_input(json.loads(path.read_text()))
+    assert reason
+
+
+@pytest.mark.parametrize("path", fixtures("secret_rotation"), ids=lambda p: p.name)
+def test_secret_rotation_fixtures(path):
+    from hapg.rotation import RotationRequest
+
+    RotationRequest.parse(json.loads(path.read_text()))
+
+
 def test_every_folder_is_covered():
     covered = {"health_checker", "console", "rds", "failover_coordinator", "connection_drainer"}
+    covered |= {"backup_verifier", "backup_verification"}
+    covered |= {"secret_rotation"}
     assert {p.name for p in EVENTS.iterdir() if p.is_dir()} <= covered

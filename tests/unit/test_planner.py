@@ -193,3 +193,11 @@ def test_maintenance_mode_never_promotes_on_events():
     snap = cluster(member("w", writer=True, status="failed"), member("r1"))
     p = decide(event(), snap, maintenance=True)
     assert p.decision == Decision.VERIFY_ONLY and "automation paused" in p.reason
+
+
+def test_aurora_failover_reports_the_last_known_writer_as_old():
+    snap = cluster(member("w"), member("r1", writer=True))  # Aurora already moved the writer to r1
+    history = (record(finished=NOW - 3600, new="w"),)
+    p = decide(event("RDS-EVENT-0071", at=NOW - 5), snap, history=history)
+    assert p.decision == Decision.VERIFY_ONLY and p.old_writer == "w"
+    assert "Aurora reports writer r1 (was w)" in p.reason

@@ -9,10 +9,13 @@ from hapg import failover, health, outcome, runtime
 from hapg.aurora import AuroraCluster
 from hapg.errors import InvalidInput
 from hapg.history import StateTable
-from hapg.models import FailoverRequest
-from hapg.names import Action, Await, Function
+from hapg.models import FailoverRequest, HistoryRecord
+from hapg.names import Action, Await, Function, OutcomeLog
 from hapg.planner import Limits
 from hapg.steps import Step, timed
+from hapg.telemetry import child_logger
+
+log = child_logger()
 
 ACTIONS = (Action.VALIDATE, Action.PLAN, Action.PROMOTE, Action.STATUS, Action.RECORD)
 
@@ -49,7 +52,8 @@ def run(step: Step) -> dict[str, Any]:
     if step.action == Action.PLAN:
         return failover.plan_failover(FailoverRequest.from_dict(step.get("request", dict)), d)
     if step.action == Action.PROMOTE:
-        return failover.promote(step.get("target", str), d, s.promote_deadline_s)
+        result = failover.promote_and_check(step.get("target", str), d, s.promote_deadline_s, s.poll_window_s)
+        return timed(result, started)
     if step.action == Action.STATUS:
         since = float(step.get("started_at", (int, float)))
         target = step.get("target", str, required=False)
@@ -68,4 +72,20 @@ def record(state: dict[str, Any], execution: str, d: failover.Deps, cluster_id: 
     maintenance = d.table.maintenance()
     if d.table.put(rec):
         outcome.emit_outcome(rec, cluster_id)
+        log.info(OutcomeLog.MESSAGE, extra=outcome_log_fields(rec))
     return outcome.report(rec, state, cluster_id, maintenance)
+
+
+def outcome_log_fields(rec: HistoryRecord) -> dict[str, Any]:
+    """The keys of the "failover outcome" line (the dashboard's Recent failovers table)."""
+    total_ms = rec.phases_ms.get("total")
+    return {
+        OutcomeLog.OUTCOME: rec.outcome,
+        OutcomeLog.MODE: rec.mode,
+        OutcomeLog.KIND: rec.kind,
+        OutcomeLog.OLD_WRITER: rec.old_writer or "-",
+        OutcomeLog.NEW_WRITER: rec.new_writer or "-",
+        OutcomeLog.DURATION_S: round(total_ms / 1000, 2) if total_ms is not None else None,
+        OutcomeLog.REASON: rec.reason,
+        OutcomeLog.EXECUTION: rec.execution,
+    }

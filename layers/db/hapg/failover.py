@@ -76,6 +76,20 @@ def promote(target: str, deps: Deps, deadline_s: float = Timing.PROMOTE_DEADLINE
     return {"target": target, "called": called, "started_at": now, "deadline_at": now + deadline_s}
 
 
+def promote_and_check(target: str, deps: Deps, deadline_s: float, window_s: float) -> dict[str, Any]:
+    """promote(), then the first status long-poll in the same invocation: when the new writer is up
+    within `window_s`, the workflow goes straight on (one Lambda call and one state transition less
+    inside the write outage), else CheckPromotion carries on. A failed poll is not a failed promote:
+    it is left to CheckPromotion, so no Retry re-runs a promote whose failover was already asked for."""
+    result = promote(target, deps, deadline_s)
+    try:
+        status = await_promotion(target, result["deadline_at"], deps, window_s)
+    except errors.HapgError as exc:
+        log.warning("first promotion check failed; CheckPromotion carries on", extra={"cause": str(exc)})
+        status = {"complete": False, "error": str(exc)}
+    return {**result, "complete": status["complete"], "status": status}
+
+
 def await_promotion(
     target: str | None, deadline_at: float, deps: Deps, window_s: float, require_all: bool = False
 ) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from hapg import errors
 from hapg.models import ConnectionStats, HealthReport, HealthRequest, ReplicaLag
 from hapg.names import HealthMode, Metric
 from hapg.pg import Database, guarded, open_connection, query, query_one
-from hapg.telemetry import MetricUnit, child_logger, emit, emit_per_instance
+from hapg.telemetry import MetricUnit, child_logger, emit, emit_per_instance, metrics
 
 log = child_logger()
 
@@ -305,6 +305,9 @@ def run(request: HealthRequest, db_factory, settings_factory, proxy_credentials_
         report = _failed_report(request.mode, cause)
         s = None
     emit_metrics(report, s.cluster_id if s else "unknown")
+    if request.mode == HealthMode.SCHEDULED and s is not None:
+        metrics.flush_metrics()  # the verdict is out before the flag read, which may wait on DynamoDB
+        emit(s.cluster_id, {Metric.AUTOMATION_PAUSED: (automation_paused(s), MetricUnit.Count)})
     if request.mode == HealthMode.VERIFY and not report.healthy:
         # right after a failover, DNS, replica catch-up and rejoining readers settle within seconds:
         # retry those; a writer that cannot take a write is a real failure
@@ -312,6 +315,21 @@ def run(request: HealthRequest, db_factory, settings_factory, proxy_credentials_
             raise errors.NotReady(report.reason)
         raise errors.VerificationFailed(report.reason)
     return report
+
+
+def automation_paused(settings) -> float | None:
+    """The maintenance flag as a figure for the dashboard: 1 while operators have paused the failover
+    automation, 0 when not; None (nothing emitted) without a state table or when the flag cannot be
+    read. It never changes the health verdict."""
+    if not settings.state_table:
+        return None
+    from hapg.history import StateTable
+
+    try:
+        return 1.0 if StateTable(settings.state_table, settings.cluster_id).maintenance() else 0.0
+    except errors.HapgError as exc:
+        log.warning("maintenance flag unreadable", extra={"cause": str(exc)})
+        return None
 
 
 def _failed_report(mode: str, cause: str) -> HealthReport:

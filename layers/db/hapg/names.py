@@ -40,6 +40,15 @@ class Env:
     DB_SUBNET_GROUP = "DB_SUBNET_GROUP"
     DB_SECURITY_GROUP_ID = "DB_SECURITY_GROUP_ID"
     RESTORE_INSTANCE_CLASS = "RESTORE_INSTANCE_CLASS"
+    # backup_verifier (restore test; see hapg.backups.BackupSettings)
+    DB_CLUSTER_PARAMETER_GROUP = "DB_CLUSTER_PARAMETER_GROUP"
+    RESTORE_PREFIX = "RESTORE_PREFIX"
+    RESTORE_DEADLINE_S = "RESTORE_DEADLINE_S"
+    CLEANUP_DEADLINE_S = "CLEANUP_DEADLINE_S"
+    CREDENTIALS_WAIT_S = "CREDENTIALS_WAIT_S"
+    RESTORE_KEY_TABLES = "RESTORE_KEY_TABLES"
+    RESTORE_SIZE_RATIO_MIN = "RESTORE_SIZE_RATIO_MIN"
+    RESTORE_SIZE_RATIO_MAX = "RESTORE_SIZE_RATIO_MAX"
     METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
     SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
@@ -83,6 +92,22 @@ class Metric:
     ROTATION_SUCCEEDED = "SecretRotationSucceeded"
 
 
+class OutcomeLog:
+    """The structured line the coordinator logs once per recorded execution (Powertools JSON: these
+    keys at top level). The dashboard's "Recent failovers" Logs Insights table selects it by MESSAGE."""
+
+    MESSAGE = "failover outcome"
+    OUTCOME = "outcome"
+    MODE = "mode"
+    KIND = "kind"
+    OLD_WRITER = "old_writer"
+    NEW_WRITER = "new_writer"
+    DURATION_S = "duration_s"
+    REASON = "reason"
+    EXECUTION = "execution"
+    FIELDS = (OUTCOME, MODE, KIND, OLD_WRITER, NEW_WRITER, DURATION_S, REASON, EXECUTION)
+
+
 class Function:
     """Logical function names: folder under functions/, Powertools service, name suffix."""
 
@@ -106,6 +131,20 @@ class HealthMode:
     ALL = (SCHEDULED, VERIFY)
 
 
+class Rotation:
+    """Secret rotation (hapg.rotation): the app user, password rules and schedule (template.yaml too)."""
+
+    APP_USER = "hapg_app"  # username in the app secret; it alternates with hapg_app_clone
+    CLONE_SUFFIX = "_clone"
+    GROUP_SUFFIX = "_rw"  # NOLOGIN role holding the app privileges (hapg_app_rw); both logins are members
+    PASSWORD_LENGTH = 32
+    # Characters that break libpq URIs/DSNs or that RDS rejects in a master password; the secrets'
+    # GenerateSecretString and the rotation's GetRandomPassword both leave them out.
+    EXCLUDE_CHARACTERS = "\"@/\\:?#[]%' "
+    SCHEDULE = "rate(30 days)"  # a rate() window starts at 00:00 UTC ...
+    WINDOW = "2h"  # ... and closes at 02:00, before the backup (03:00) and maintenance (Sun 04:30) windows
+
+
 class Table:
     """DynamoDB state table: lock, history, control flags (one table, composite key)."""
 
@@ -118,6 +157,7 @@ class Table:
     HISTORY_PREFIX = "HISTORY#"
     CONTROL_PREFIX = "CONTROL#"
     MAINTENANCE_SK = "maintenance"
+    RESTORE_PREFIX = "RESTORE#"  # restore-test results (backup_verifier record)
 
 
 class Action:
@@ -130,6 +170,13 @@ class Action:
     RECORD = "record"
     DRAIN = "drain"
     RESTORE = "restore"
+    # backup_verifier: the daily checks, and the steps of the restore-test workflow
+    CHECK = "check"
+    SWEEP = "sweep"
+    PREPARE = "prepare"
+    RESTORE_SNAPSHOT = "restore_snapshot"
+    VERIFY = "verify"
+    CLEANUP = "cleanup"
 
 
 class Await:
@@ -200,6 +247,7 @@ class State:
     ROUTE_DECISION = "RouteDecision"
     DRAIN = "DrainConnections"
     PROMOTE = "Promote"
+    PROMOTED = "IsPromoted"
     STATUS = "CheckPromotion"
     IS_COMPLETE = "IsPromotionComplete"
     WAIT = "WaitForPromotion"
@@ -240,3 +288,53 @@ class Timing:
     PROMOTE_DEADLINE_S = 300  # promote -> new writer available, else PromotionTimedOut
     STATUS_POLL_WINDOW_S = 20  # one `status` call long-polls this long at most
     WAIT_BETWEEN_POLLS_S = 1  # ASL Wait between status calls (issue: <= 2 s)
+
+
+class Backup:
+    """Backup verification: the daily checks' limits, the restore test's tags and timings (seconds)."""
+
+    MAX_SNAPSHOT_AGE_H = 26  # one automated snapshot a day, plus 2 h of slack
+    MAX_PITR_LAG_S = 600  # LatestRestorableTime within 10 minutes of now
+    TAG_RUN = "hapg:restore-test"  # value: the run id; marks a temporary restore-test resource
+    TAG_SOURCE = "hapg:restore-source"  # value: the source cluster id; the IAM conditions match it
+    DEFAULT_INSTANCE_CLASS = "db.t4g.medium"
+    RESTORE_DEADLINE_S = 7200  # restore call -> cluster and instance available
+    CLEANUP_DEADLINE_S = 2700  # first delete -> instance and cluster gone (also for leftovers)
+    CREDENTIALS_WAIT_S = 300  # new master password set -> it logs in (inside one verify call)
+    WAIT_RESTORE_S = 60  # ASL Wait between restore status polls
+    WAIT_CLEANUP_S = 30  # ASL Wait between deletion polls
+    # One restore test at a time: validate takes a lease (RESTORE#<cluster> / lease in the state
+    # table), every later step renews it. Longer than the longest gap between two steps (a verify
+    # call, 900 s, plus retry back-off), so only a dead run's lease expires; its cluster is then a
+    # leftover for the next run to delete.
+    LEASE_S = 1800
+    LEASE_SK = "lease"
+    # Backstop only: longer than every deadline above added up (with verify's retries), so the
+    # deadlines always fire first and the Catch path (cleanup, record, notify) always runs.
+    EXECUTION_TIMEOUT_S = 6 * 3600
+
+
+class BackupState:
+    """Restore-test state machine state names (ASL, timeline, docs)."""
+
+    VALIDATE = "ValidateRequest"
+    SWEEP = "SweepLeftovers"
+    SWEPT = "AreLeftoversGone"
+    WAIT_SWEEP = "WaitForLeftovers"
+    PREPARE = "PrepareRestore"
+    RESTORE = "RestoreSnapshot"
+    STATUS = "CheckRestore"
+    AVAILABLE = "IsRestoreAvailable"
+    WAIT_RESTORE = "WaitForRestore"
+    VERIFY = "VerifyRestore"
+    BEGIN_CLEANUP = "BeginCleanup"
+    CLEANUP = "Cleanup"
+    CLEANED = "IsCleanupDone"
+    WAIT_CLEANUP = "WaitForCleanup"
+    RECORD = "RecordResult"
+    RECORD_FALLBACK = "RecordFailed"
+    SHOULD_NOTIFY = "ShouldNotify"
+    NOTIFY = "Notify"
+    RESULT = "Result"
+    DONE = "Done"
+    FAILED = "RestoreTestFailed"

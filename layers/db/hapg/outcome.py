@@ -71,7 +71,9 @@ def phases(state: dict[str, Any], now: float) -> dict[str, float]:
         timing = (state.get(name) or {}).get("timing") or {}
         out[name] = span(timing.get("started_at"), timing.get("finished_at"))
     promote = state.get("promote") or {}
-    status_end = ((state.get("status") or {}).get("timing") or {}).get("finished_at")
+    # the promote step's own first check may already have seen the new writer (no CheckPromotion then)
+    status = state.get("status") or (promote if promote.get("complete") else {})
+    status_end = (status.get("timing") or {}).get("finished_at")
     # our promote (call -> writer up), or the wait for Aurora's own failover
     out["promote" if promote.get("called", True) else "aurora"] = span(promote.get("started_at"), status_end)
     verify = state.get("verify") or {}

@@ -127,16 +127,17 @@ def _plan_event(s: Situation) -> Plan:
             snapshot,
         )
     paused = " (automation paused: verify and notify only)" if s.maintenance else ""
+    # Aurora may already have moved the writer: the last writer we recorded is the better "old"
+    last = _last_handled(s.history)
+    known = last.new_writer if last else None
     if snapshot.status in IN_TRANSITION or writer is None:
         state = f"cluster is {snapshot.status}" if writer else "cluster has no writer yet"
-        return _plan(Decision.VERIFY_ONLY, Mode.AURORA, f"Aurora is failing over ({state}); waiting{paused}", snapshot)
+        reason = f"Aurora is failing over ({state}); waiting{paused}"
+        return _plan(Decision.VERIFY_ONLY, Mode.AURORA, reason, snapshot, old_writer=known)
     if writer.available or s.maintenance:
-        return _plan(
-            Decision.VERIFY_ONLY,
-            Mode.AURORA,
-            f"Aurora reports writer {writer.instance_id}; verifying{paused}",
-            snapshot,
-        )
+        moved = f" (was {known})" if known and known != writer.instance_id else ""
+        reason = f"Aurora reports writer {writer.instance_id}{moved}; verifying{paused}"
+        return _plan(Decision.VERIFY_ONLY, Mode.AURORA, reason, snapshot, old_writer=known or writer.instance_id)
     target, why_not = best_candidate(snapshot, limits, require_lag=False)
     if target is None:
         return _plan(
@@ -165,13 +166,21 @@ def _handled_by(history, request, writer) -> HistoryRecord | None:
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _plan(decision: str, mode: str, reason: str, snapshot: ClusterSnapshot, target: Member | None = None) -> Plan:
+def _plan(
+    decision: str,
+    mode: str,
+    reason: str,
+    snapshot: ClusterSnapshot,
+    target: Member | None = None,
+    *,
+    old_writer: str | None = None,
+) -> Plan:
     writer = snapshot.writer
     return Plan(
         decision=decision,
         mode=mode,
         reason=reason,
-        old_writer=writer.instance_id if writer else None,
+        old_writer=old_writer or (writer.instance_id if writer else None),
         target=target.instance_id if target else None,
         old_writer_endpoint=str(writer.endpoint) if writer and writer.endpoint else None,
     )

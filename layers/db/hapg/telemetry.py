@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from hapg.names import Metric
 
 logger = Logger(log_uncaught_exceptions=True)
 tracer = Tracer()
-metrics = Metrics(namespace=Metric.NAMESPACE)
+# service="": Powertools would otherwise add a `service` dimension (POWERTOOLS_SERVICE_NAME, set per
+# function for the logs) to every metric, and a series is found only by its exact dimension set: the
+# dashboard and the alarms query {ClusterId} and {ClusterId, InstanceId} (names.Metric), nothing else.
+metrics = Metrics(namespace=Metric.NAMESPACE, service="")
 
 __all__ = ["MetricUnit", "child_logger", "emit", "emit_per_instance", "logger", "metrics", "tracer"]
 
@@ -32,6 +35,8 @@ def emit(cluster_id: str, values: dict[str, tuple[float | None, str]]) -> None:
 def emit_per_instance(cluster_id: str, name: str, unit: str, per_instance: dict[str, float]) -> None:
     """One EMF record per instance (ClusterId + InstanceId), flushed immediately."""
     for instance_id, value in per_instance.items():
-        with single_metric(name=name, unit=unit, value=value, namespace=Metric.NAMESPACE) as m:
-            m.add_dimension(name=Metric.DIM_CLUSTER, value=cluster_id)
-            m.add_dimension(name=Metric.DIM_INSTANCE, value=instance_id)
+        record = EphemeralMetrics(namespace=Metric.NAMESPACE, service="")  # no `service` dimension (above)
+        record.add_dimension(name=Metric.DIM_CLUSTER, value=cluster_id)
+        record.add_dimension(name=Metric.DIM_INSTANCE, value=instance_id)
+        record.add_metric(name=name, unit=unit, value=value)
+        record.flush_metrics()
