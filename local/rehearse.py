@@ -70,6 +70,7 @@ def rehearse(name: str, threads: int = 20, live: bool = True):
     say(f"\n== {name}: starting a PostgreSQL 15 pair (sync replication), moto and the workflow")
     with LocalStack(StackOptions(fast=False)) as st:
         wl = Workload(st.workload_config(threads)).start()
+        st.wait_lag_measured()  # a standby under load reports its lag after a feedback round or two
         say(f"   {threads} writers running; executing the scenario")
         stop = threading.Event()
         watcher = threading.Thread(target=_watch_new, args=(stop,), daemon=True)

@@ -201,6 +201,18 @@ class LocalStack:
         host, port = env[Env.DB_WRITER_ENDPOINT].rsplit(":", 1)
         return WorkloadConfig(host, port, APP_USER, self.app_password, env[Env.DB_SSL_ROOT_CERT], DB_NAME, threads)
 
+    def wait_lag_measured(self, timeout: float = 15) -> None:
+        """Until the writer reports a replay lag for every standby. Right after load starts PostgreSQL
+        has none yet, and the planner rightly refuses to promote a replica whose lag is unknown."""
+        db = runtime.database(Function.FAILOVER_COORDINATOR)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lags = health.replica_lags(db)
+            if lags and all(v is not None for v in lags.values()):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"replica lag still unknown after {timeout}s")
+
     def notifications(self) -> list[dict[str, Any]]:
         """Notifications published since the previous call (as an email inbox would show them)."""
         everything = self._captured()

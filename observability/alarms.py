@@ -259,8 +259,9 @@ def _dlq_alarms() -> list[Alarm]:
         "failover events DLQ": (
             "FailoverEventsDlqNotEmptyAlarm",
             "failover-events-dlq-not-empty",
-            "An Aurora failover event could not start the failover workflow (permissions or throttling beyond "
-            "the retry policy): a failover may have gone unhandled. Check the cluster's writer now.",
+            "An Aurora failover event or the scheduled switchover could not start the failover workflow "
+            "(permissions or throttling beyond the retry policy): a failover may have gone unhandled. "
+            "Check the cluster's writer now.",
         ),
     }
     out = []

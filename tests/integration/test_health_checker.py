@@ -166,6 +166,7 @@ def _proxy_run(pg_pair, capsys):
 
 def test_rds_proxy_is_checked_when_configured(function_env, pg_pair, monkeypatch, capsys):
     monkeypatch.setenv(Env.DB_PROXY_ENDPOINT, str(pg_pair.primary.endpoint))  # the "proxy" reaches the writer
+    monkeypatch.setenv(Env.DB_PROXY_SSL_ROOT_CERT, str(pg_pair.sandbox.tls.ca_cert))
     report, values = _proxy_run(pg_pair, capsys)
     assert report["healthy"] and report["proxy_ok"] is True and report["proxy_latency_ms"] > 0
     assert values[Metric.PROXY_HEALTHY] == [1.0]
@@ -173,6 +174,7 @@ def test_rds_proxy_is_checked_when_configured(function_env, pg_pair, monkeypatch
 
 def test_a_broken_rds_proxy_makes_the_check_unhealthy(function_env, pg_pair, monkeypatch, capsys):
     monkeypatch.setenv(Env.DB_PROXY_ENDPOINT, str(pg_pair.standby.endpoint))  # routes to a reader: wrong
+    monkeypatch.setenv(Env.DB_PROXY_SSL_ROOT_CERT, str(pg_pair.sandbox.tls.ca_cert))
     report, values = _proxy_run(pg_pair, capsys)
     assert not report["healthy"] and report["writer_ok"] and report["proxy_ok"] is False
     assert report["reason"] == "RDS Proxy failed: the proxy routed to a node in recovery"
@@ -182,3 +184,11 @@ def test_a_broken_rds_proxy_makes_the_check_unhealthy(function_env, pg_pair, mon
 def test_no_proxy_no_proxy_metric(function_env, capsys):
     handlers.invoke("health_checker", {"mode": "scheduled"})
     assert Metric.PROXY_HEALTHY not in metric_values(capsys.readouterr().out)
+
+
+def test_the_proxy_is_verified_against_the_amazon_roots_not_the_rds_cas(function_env, pg_pair, monkeypatch, capsys):
+    """Default trust for the proxy is the Amazon Trust Services bundle: a server whose certificate
+    chains elsewhere (here, the local test CA) is rejected, so the probe fails closed."""
+    monkeypatch.setenv(Env.DB_PROXY_ENDPOINT, str(pg_pair.primary.endpoint))
+    report, _ = _proxy_run(pg_pair, capsys)
+    assert report["proxy_ok"] is False and "certificate verify failed" in report["reason"]

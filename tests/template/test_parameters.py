@@ -58,10 +58,14 @@ def test_environment_suffix(sam):
     assert p["Default"] == "dev"
     assert p["ConstraintDescription"]
     pattern = re.compile(p["AllowedPattern"])
-    for good in ("dev", "prod", "pr-123", "a", "0" * 20):
-        assert pattern.fullmatch(good), good
-    for bad in ("", "Dev", "-dev", "dev_1", "a" * 21, "dev.1"):
-        assert not pattern.fullmatch(bad), bad
+
+    def allowed(value: str) -> bool:
+        return bool(pattern.fullmatch(value)) and len(value) <= int(p["MaxLength"])
+
+    for good in ("dev", "prod", "pr-123", "a", "0" * 20, "pr-12-b"):
+        assert allowed(good), good
+    for bad in ("", "Dev", "-dev", "dev-", "dev--1", "dev_1", "a" * 21, "dev.1"):
+        assert not allowed(bad), bad
 
 
 @pytest.mark.parametrize("name", ["Repository", "CommitAuthor", "PRNumber", "Team"])

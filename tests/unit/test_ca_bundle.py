@@ -28,3 +28,19 @@ def test_current_rds_roots_are_present():
         "eu-west-1 Root CA RSA4096 G1",
     ):
         assert any(f"Amazon RDS {root}" in n for n in names), root
+
+
+def test_proxy_bundle_holds_the_amazon_trust_services_roots():
+    from hapg.config import PROXY_CA_BUNDLE
+
+    with open(PROXY_CA_BUNDLE) as fh:
+        blocks = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", fh.read(), re.S)
+    names = {x509.load_pem_x509_certificate(b.encode()).subject.rfc4514_string() for b in blocks}
+    for root in (
+        "Amazon Root CA 1",
+        "Amazon Root CA 2",
+        "Amazon Root CA 3",
+        "Amazon Root CA 4",
+        "Starfield Services Root Certificate Authority - G2",
+    ):
+        assert any(f"CN={root}" in n for n in names), root

@@ -12,6 +12,8 @@ from hapg.models import Endpoint
 from hapg.names import DB_NAME, Env, Timing
 
 CA_BUNDLE = str(Path(__file__).parent / "certs" / "rds-ca-bundle.pem")
+# RDS Proxy serves an ACM certificate: it chains to the Amazon Trust Services roots instead
+PROXY_CA_BUNDLE = str(Path(__file__).parent / "certs" / "amazon-trust-bundle.pem")
 SSL_MODES = ("verify-full", "verify-ca", "require", "disable")
 
 
@@ -26,6 +28,7 @@ class DbSettings:
     connect_timeout_s: float
     statement_timeout_ms: int
     proxy: Endpoint | None = None
+    proxy_sslrootcert: str = PROXY_CA_BUNDLE
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         connect_timeout_s=_num(env, Env.DB_CONNECT_TIMEOUT, "5", float),
         statement_timeout_ms=_num(env, Env.DB_STATEMENT_TIMEOUT_MS, "5000"),
         proxy=Endpoint.parse(proxy, port) if proxy else None,
+        proxy_sslrootcert=_get(env, Env.DB_PROXY_SSL_ROOT_CERT, PROXY_CA_BUNDLE),
     )
     return Settings(
         cluster_id=_get(env, Env.CLUSTER_ID),

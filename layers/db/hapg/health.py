@@ -6,6 +6,7 @@ Scheduled runs never raise on a sick database: they return "unhealthy" with the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -227,7 +228,8 @@ def probe_proxy(db: Database, credentials) -> ProxyProbe:
     out = ProxyProbe()
     started = time.perf_counter()
     try:
-        conn = open_connection(endpoint, credentials(), db.settings, app=f"{db.app}-proxy")
+        settings = dataclasses.replace(db.settings, sslrootcert=db.settings.proxy_sslrootcert)
+        conn = open_connection(endpoint, credentials(), settings, app=f"{db.app}-proxy")
         with guarded(conn, f"proxy {endpoint}"):
             if query_one(conn, "SELECT pg_is_in_recovery()")[0]:
                 out.error = "the proxy routed to a node in recovery"

@@ -25,6 +25,7 @@ from hapg.models import Credentials, Endpoint
 from hapg.names import APP_NAME_PREFIX
 
 _local = threading.local()
+MAX_CREDENTIAL_ATTEMPTS = 3  # cached, fresh AWSCURRENT, AWSPENDING
 DEFAULT_OP_TIMEOUT_S = 10.0
 _UNAVAILABLE = (
     psycopg2.errors.AdminShutdown,
@@ -126,21 +127,28 @@ def open_connection(
 class Database:
     """Connections for one function: settings + a credentials provider + its app name.
 
-    `credentials(refresh)` returns the current credentials; on an authentication failure we
-    ask once more with refresh=True, because the secret may have just been rotated.
+    `credentials(attempt)` returns the credentials to try: 0 the cached ones, then fresher ones
+    (see `secrets.credentials_provider`), None when there is nothing left to try. A rotation may
+    have just changed the password, so an authentication failure moves on to the next attempt.
     """
 
-    def __init__(self, settings: DbSettings, credentials: Callable[[bool], Credentials], app: str):
+    def __init__(self, settings: DbSettings, credentials: Callable[[int], Credentials | None], app: str):
         self.settings = settings
         self._credentials = credentials
         self.app = app
 
     def open(self, endpoint: Endpoint | None = None, **kwargs) -> DeadlineConnection:
         endpoint = endpoint or self.settings.writer
-        try:
-            return open_connection(endpoint, self._credentials(False), self.settings, app=self.app, **kwargs)
-        except errors.AuthenticationFailed:
-            return open_connection(endpoint, self._credentials(True), self.settings, app=self.app, **kwargs)
+        failure: errors.AuthenticationFailed | None = None
+        for attempt in range(MAX_CREDENTIAL_ATTEMPTS):
+            creds = self._credentials(attempt)
+            if creds is None:
+                break
+            try:
+                return open_connection(endpoint, creds, self.settings, app=self.app, **kwargs)
+            except errors.AuthenticationFailed as exc:
+                failure = exc
+        raise failure or errors.AuthenticationFailed(f"connect {endpoint}: no credentials to try")
 
     @contextmanager
     def session(self, endpoint: Endpoint | None = None, **kwargs) -> Iterator[DeadlineConnection]:

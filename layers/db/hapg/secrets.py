@@ -41,11 +41,36 @@ def fetch(secret_id: str, *, max_age: int = 300, refresh: bool = False) -> dict[
     return value
 
 
-def credentials_provider(secret_id: str, max_age: int = 300) -> Callable[[bool], Credentials]:
-    """For pg.Database: `provider(refresh)` -> Credentials."""
+def fetch_pending(secret_id: str) -> dict[str, Any] | None:
+    """The AWSPENDING value, or None when no rotation is in progress. Never cached."""
+    try:
+        with aws.call("secretsmanager:GetSecretValue"):
+            raw = aws.client("secretsmanager").get_secret_value(SecretId=secret_id, VersionStage="AWSPENDING")
+    except errors.AwsRequestFailed as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+    try:
+        value = json.loads(raw["SecretString"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
-    def provide(refresh: bool = False) -> Credentials:
-        return Credentials.from_secret(fetch(secret_id, max_age=max_age, refresh=refresh))
+
+def credentials_provider(secret_id: str, max_age: int = 300) -> Callable[[int], Credentials | None]:
+    """For pg.Database: attempt 0 the cached AWSCURRENT, 1 a fresh AWSCURRENT, 2 AWSPENDING.
+
+    The last one covers a single-user rotation between setSecret (the database already has the
+    new password) and finishSecret (AWSCURRENT still has the old one): without it every function
+    would fail to log in for that window."""
+
+    def provide(attempt: int = 0) -> Credentials | None:
+        if attempt <= 1:
+            return Credentials.from_secret(fetch(secret_id, max_age=max_age, refresh=attempt == 1))
+        if attempt == 2:
+            pending = fetch_pending(secret_id)
+            return Credentials.from_secret(pending) if pending else None
+        return None
 
     return provide
 
