@@ -14,6 +14,7 @@ from hapg.names import Outcome, RdsEvent, State
 
 from local.executor import ExecutionResult
 from local.faults import throttle
+from local.pgpair import PgPair
 from local.stack import NODES, LocalStack, rds_event
 
 Result = tuple[ExecutionResult, list[ExecutionResult], dict[str, bool]]
@@ -94,8 +95,13 @@ def concurrent(st: LocalStack) -> Result:
 
 
 def target_down(st: LocalStack) -> Result:
-    st.pair.standby.crash()
+    standby = st.pair.standby
+    standby.crash()
     r = st.run({**SWITCHOVER, "target_instance": NODES[1], "reason": "rehearsal: target down"})
+    # Aurora restarts a failed reader by itself. Here the synchronous pair has no other standby, so
+    # the writer's commits wait for this one: restart it, as Aurora would, and writes resume.
+    standby.start()
+    PgPair.wait_streaming(st.pair.primary, standby)
     return (
         r,
         [],

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 TABLE = "ledger_probe"
 RECONNECT_PAUSE_S = 0.005
+STOP_GRACE_S = 5.0  # total, for all writer threads to finish their last statement
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,10 @@ def _run(cfg: WorkloadConfig, stop_evt, out_q, last=None) -> None:
         t.start()
     stop_evt.wait()
     stop.set()
-    for t in threads:
-        t.join(10)
-    out_q.put((acks, errs))
+    deadline = time.monotonic() + STOP_GRACE_S
+    for t in threads:  # a thread stuck in a commit (e.g. waiting for a dead sync standby) is left behind
+        t.join(max(0.0, deadline - time.monotonic()))
+    out_q.put((list(acks), list(errs)))
 
 
 class Workload:
