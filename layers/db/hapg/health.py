@@ -37,10 +37,15 @@ _AURORA_LAG = """
 SELECT server_id, replica_lag_in_msec::float8
   FROM aurora_replica_status() WHERE session_id <> 'MASTER_SESSION_ID'
 """
+# replay_lag is NULL until PostgreSQL has a timing sample (and again when idle). A streaming
+# synchronous standby under remote_apply has applied every acknowledged commit, so 0 is true there.
 _PG_LAG = """
 SELECT application_name, state,
        CASE WHEN replay_lsn = pg_current_wal_lsn() THEN 0
-            ELSE EXTRACT(epoch FROM replay_lag) * 1000 END::float8
+            WHEN replay_lag IS NOT NULL THEN EXTRACT(epoch FROM replay_lag) * 1000
+            WHEN state = 'streaming' AND sync_state IN ('sync', 'quorum')
+                 AND current_setting('synchronous_commit') = 'remote_apply' THEN 0
+       END::float8
   FROM pg_stat_replication
 """
 _CONNECTIONS = """
