@@ -24,16 +24,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import sys
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from bench import env
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "chaos"
@@ -409,24 +408,6 @@ def _count(items) -> dict[str, int]:
     return out
 
 
-def _env() -> None:
-    sys.path[:0] = [str(ROOT / "layers" / "db"), str(ROOT)]
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "chaos",
-        "AWS_SECRET_ACCESS_KEY": "chaos",  # noqa: S105 - moto only
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-    }.items():
-        os.environ.setdefault(key, value)
-    warnings.filterwarnings("ignore")
-    import logging
-
-    logging.getLogger("moto").setLevel(logging.CRITICAL)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # finally blocks stop what was started
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="runs per scenario")
@@ -434,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS), help="only these (repeatable)")
     parser.add_argument("--soak", type=int, default=20, help="switchovers in the soak (0: no soak)")
     args = parser.parse_args(argv)
-    _env()
+    env.prepare("chaos", "CRITICAL")
     OUT.mkdir(parents=True, exist_ok=True)
 
     def say(text: str) -> None:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -405,6 +406,16 @@ def summarize(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
 
 
+def _repeat(times: int, what: str, one: Callable[[], Run], cluster: PatroniCluster) -> list[Run]:
+    """`times` runs, each from a healthy cluster."""
+    rows = []
+    for i in range(times):
+        cluster.wait_healthy()
+        rows.append(one())
+        say(f"   {what} {i + 1}/{times}: {rows[-1]}")
+    return rows
+
+
 def measure(runs: int = 5, unplanned_runs: int = 3, threads: int = 20, out: Path = OUT) -> dict:
     versions = ensure_installed()
     result: dict = {"versions": versions, "writers": threads}
@@ -416,18 +427,8 @@ def measure(runs: int = 5, unplanned_runs: int = 3, threads: int = 20, out: Path
             "synchronous_mode": config.get("synchronous_mode"),
             "synchronous_commit": config.get("postgresql", {}).get("parameters", {}).get("synchronous_commit"),
         }
-        planned = []
-        for i in range(runs):
-            cluster.wait_healthy()
-            run = planned_run(cluster, threads)
-            planned.append(run)
-            say(f"   switchover {i + 1}/{runs}: {run}")
-        unplanned = []
-        for i in range(unplanned_runs):
-            cluster.wait_healthy()
-            run = unplanned_run(cluster, threads)
-            unplanned.append(run)
-            say(f"   crash {i + 1}/{unplanned_runs}: {run}")
+        planned = _repeat(runs, "switchover", lambda: planned_run(cluster, threads), cluster)
+        unplanned = _repeat(unplanned_runs, "crash", lambda: unplanned_run(cluster, threads), cluster)
         cluster.wait_healthy()
     for label, rows in (("planned", planned), ("unplanned", unplanned)):
         if rows:

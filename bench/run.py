@@ -15,35 +15,16 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import sys
 import time
-import warnings
 from pathlib import Path
+
+from bench import env
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench"
 DATA_PLANE_NICE = 19
 SHARED = "shared"
-
-
-def _env() -> None:
-    sys.path[:0] = [str(ROOT / "layers" / "db"), str(ROOT)]
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",  # noqa: S105 - moto only
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-    }.items():
-        os.environ.setdefault(key, value)
-    warnings.filterwarnings("ignore", message="No application metrics")
-    import logging
-
-    logging.getLogger("moto").setLevel(logging.CRITICAL)
-    # a SIGTERM (timeout, Ctrl-C in another shell) still runs every finally: processes stopped by PID
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 @contextlib.contextmanager
@@ -112,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=DATA_PLANE_NICE, help="the data plane's nice level")
     parser.add_argument("--skip-foundation", action="store_true", help="reuse build/bench/foundation.json")
     args = parser.parse_args(argv)
-    _env()
+    env.prepare("bench", "WARNING", ignore_warnings="No application metrics")
     from bench import foundation, results
 
     OUT.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from hapg.names import DB_NAME, Env
+from hapg.names import DB_NAME, Env, Table
 
-from local.pgnode import ADMIN_USER, Sandbox
+from local.pgnode import ADMIN_USER, PgNode, Sandbox
 
 CLUSTER_ID = "hapg-test-cluster"
 
@@ -39,3 +39,37 @@ def pair_env(pair, secret_arn: str) -> dict[str, str]:
         Env.DB_STATEMENT_TIMEOUT_MS: "3000",
         Env.METRICS_NAMESPACE: "HAPostgreSQL",
     }
+
+
+def create_state_table(name: str) -> str:
+    """The state table as template.yaml declares it (string pk/sk, on demand), on moto; returns its name."""
+    import boto3
+
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": Table.PK, "KeyType": "HASH"}, {"AttributeName": Table.SK, "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": Table.PK, "AttributeType": "S"},
+            {"AttributeName": Table.SK, "AttributeType": "S"},
+        ],
+    )
+    return name
+
+
+def connect_as(node: PgNode, user: str, password: str, timeout: int = 3):
+    """An autocommit session to the node's financialdb as `user` (TLS verify-full, like the clients)."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=node.endpoint.host,
+        port=node.port,
+        user=user,
+        password=password,
+        dbname=DB_NAME,
+        sslmode="verify-full",
+        sslrootcert=str(node.sandbox.tls.ca_cert),
+        connect_timeout=timeout,
+    )
+    conn.autocommit = True
+    return conn

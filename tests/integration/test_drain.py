@@ -10,7 +10,7 @@ import pytest
 from hapg import errors, runtime
 from hapg.drain import blocked_roles, drain_connections, restore_connections
 from hapg.models import Endpoint
-from hapg.names import DB_NAME
+from support import connect_as
 
 APP = "drain_app"
 PASSWORD = "drain-app-pw"
@@ -27,18 +27,7 @@ def app_role(function_env, pg_pair):
 
 
 def app_connect(node):
-    conn = psycopg2.connect(
-        host=node.endpoint.host,
-        port=node.port,
-        user=APP,
-        password=PASSWORD,
-        dbname=DB_NAME,
-        sslmode="verify-full",
-        sslrootcert=str(node.sandbox.tls.ca_cert),
-        connect_timeout=3,
-    )
-    conn.autocommit = True
-    return conn
+    return connect_as(node, APP, PASSWORD)
 
 
 def limit(node) -> int:

@@ -25,9 +25,10 @@ import pytest
 from backup_support import create_source
 from hapg import runtime, telemetry
 from hapg.models import Credentials
-from hapg.names import DB_NAME, Env, Metric, Outcome, OutcomeLog, RdsEvent, Table
+from hapg.names import DB_NAME, Env, Metric, Outcome, OutcomeLog, RdsEvent
 from moto import mock_aws
 from samtranslator.yaml_helper import yaml_parse
+from support import create_state_table
 
 from local import handlers
 from local.pgnode import ADMIN_USER, PgNode, Sandbox
@@ -71,15 +72,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def state_table() -> None:
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": Table.PK, "KeyType": "HASH"}, {"AttributeName": Table.SK, "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": Table.PK, "AttributeType": "S"},
-            {"AttributeName": Table.SK, "AttributeType": "S"},
-        ],
-    )
+    create_state_table(TABLE)
 
 
 # ---- the runs -------------------------------------------------------------------------------------------
@@ -92,7 +85,8 @@ def failover_side(results: dict) -> None:
         st.set_maintenance(False)
         # through an "RDS Proxy" (the writer itself; admin credentials stand in for the IAM token)
         creds = Credentials(ADMIN_USER, st.pair.sandbox.admin_password)
-        st.configure(**{Env.DB_PROXY_ENDPOINT: str(st.writer().endpoint)})
+        proxy = {Env.DB_PROXY_ENDPOINT: str(st.writer().endpoint)}
+        st.configure(**proxy, **{Env.DB_PROXY_SSL_ROOT_CERT: str(st.pair.sandbox.tls.ca_cert)})
         runtime.override(proxy_credentials=lambda: creds)
         assert handlers.invoke("health_checker", {"mode": "scheduled"})["proxy_ok"] is True
         st.configure(**{Env.DB_PROXY_ENDPOINT: ""})

@@ -8,7 +8,7 @@ import json
 import boto3
 import pytest
 from hapg.names import Env, Metric, Table
-from support import CLUSTER_ID
+from support import CLUSTER_ID, create_state_table
 
 from local import handlers
 
@@ -27,15 +27,7 @@ def values(out: str, name: str) -> list[float]:
 
 @pytest.fixture
 def state_table(function_env, monkeypatch):
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": Table.PK, "KeyType": "HASH"}, {"AttributeName": Table.SK, "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": Table.PK, "AttributeType": "S"},
-            {"AttributeName": Table.SK, "AttributeType": "S"},
-        ],
-    )
+    create_state_table(TABLE)
     monkeypatch.setenv(Env.STATE_TABLE, TABLE)
     return TABLE
 

@@ -18,7 +18,8 @@ from hapg.dbprofile import capture_source, compare, size_text
 from hapg.models import Credentials
 from hapg.names import DB_NAME, Env
 from hapg.pg import guarded, open_connection
-from hapg.restore import Request, verify_database
+from hapg.restore import verify_database
+from hapg.restore_run import Request
 from support import make_secret
 
 from local.handlers import invoke

@@ -24,6 +24,7 @@ import pytest
 from hapg import errors, runtime
 from hapg.names import DB_NAME, Env, Rotation, Table
 from psycopg2 import sql
+from support import connect_as, create_state_table
 
 from local.pgnode import PgNode, Sandbox
 from local.rotation import STEPS, LocalRotation
@@ -70,24 +71,9 @@ def admin_set_password(node: PgNode, role: str, value: str) -> None:
         conn.close()
 
 
-def connect(node: PgNode, user: str, pw: str, timeout: int = 3):
-    conn = psycopg2.connect(
-        host=node.endpoint.host,
-        port=node.port,
-        user=user,
-        password=pw,
-        dbname=DB_NAME,
-        sslmode="verify-full",
-        sslrootcert=str(node.sandbox.tls.ca_cert),
-        connect_timeout=timeout,
-    )
-    conn.autocommit = True
-    return conn
-
-
 def logs_in(node: PgNode, user: str, pw: str) -> bool:
     try:
-        connect(node, user, pw).close()
+        connect_as(node, user, pw).close()
     except psycopg2.OperationalError as exc:
         if "password authentication failed" in str(exc):
             return False
@@ -118,15 +104,7 @@ class Stack:
         self.monkeypatch = monkeypatch
         self.sm = boto3.client("secretsmanager")
         self.ddb = boto3.client("dynamodb")
-        self.ddb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": Table.PK, "KeyType": "HASH"}, {"AttributeName": Table.SK, "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": Table.PK, "AttributeType": "S"},
-                {"AttributeName": Table.SK, "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_state_table(TABLE)
         reset_roles(node)
         self.master_password = password()
         admin_set_password(node, MASTER, self.master_password)
@@ -313,7 +291,7 @@ def test_app_roles_hold_least_privilege(stack):
     stack.node.sql(f"SET ROLE {MASTER}; CREATE TABLE IF NOT EXISTS later (id int)", dbname=DB_NAME)
     current = stack.value(stack.app)
     for user, pw in ((APP, stack.app_password), (current["username"], current["password"])):
-        conn = connect(stack.node, user, pw)
+        conn = connect_as(stack.node, user, pw)
         try:
             with conn.cursor() as cur:
                 cur.execute("INSERT INTO accounts (balance) VALUES (1) RETURNING id")
@@ -404,6 +382,15 @@ class Before:
             assert_clean(exc, s)
 
 
+def assert_refused(stack: Stack, secret: str, token: str, message: str, steps=STEPS) -> None:
+    """Every step refuses with RotationError(message) and changes nothing."""
+    before = Before(stack)
+    for step in steps:
+        with pytest.raises(errors.RotationError, match=message) as caught:
+            stack.rotation.step(secret, token, step)
+        before.assert_unchanged(caught.value)
+
+
 def _other_version(stack: Stack, secret: str) -> str:
     """A version staged with a label of our own only: not AWSPENDING."""
     token = str(uuid.uuid4())
@@ -435,11 +422,7 @@ def test_staging_refusals(stack, case, message):
     elif case == "foreign-secret":
         secret = stack.create_secret("someone-else/db", stack.value(stack.master))
         token = stack.rotation.stage(secret)
-    before = Before(stack)
-    for step in STEPS:
-        with pytest.raises(errors.RotationError, match=message) as caught:
-            stack.rotation.step(secret, token, step)
-        before.assert_unchanged(caught.value)
+    assert_refused(stack, secret, token, message)
 
 
 def test_a_current_token_returns_early(stack):
@@ -496,12 +479,9 @@ def test_a_broken_pending_value_is_refused(stack, which, case, message):
     secret = getattr(stack, which)
     token = stack.rotation.stage(secret)
     stack.rotation.put_pending(secret, token, _broken(stack, which, case))
-    before = Before(stack)
     # testSecret accepts a pending value equal to the current one (the configuration test)
-    for step in (CREATE, SET, FINISH) if (which, case) == ("master", "same-password") else STEPS:
-        with pytest.raises(errors.RotationError, match=message) as caught:
-            stack.rotation.step(secret, token, step)
-        before.assert_unchanged(caught.value)
+    steps = (CREATE, SET, FINISH) if (which, case) == ("master", "same-password") else STEPS
+    assert_refused(stack, secret, token, message, steps)
 
 
 def test_setsecret_before_createsecret_is_refused(stack):
@@ -534,11 +514,7 @@ def test_a_current_value_for_another_target_is_refused(stack, which, change, mes
     value = {k: v for k, v in {**stack.value(secret), **change}.items() if v is not None}
     stack.sm.put_secret_value(SecretId=secret, SecretString=json.dumps(value))  # becomes AWSCURRENT
     token = stack.rotation.stage(secret)
-    before = Before(stack)
-    for step in STEPS:
-        with pytest.raises(errors.RotationError, match=message) as caught:
-            stack.rotation.step(secret, token, step)
-        before.assert_unchanged(caught.value)
+    assert_refused(stack, secret, token, message)
 
 
 def test_app_password_changed_outside_rotation_is_refused(stack):

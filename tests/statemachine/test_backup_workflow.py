@@ -18,7 +18,7 @@ from backup_support import CLUSTER_ID, PREFIX, RdsTransitions, create_source, te
 from hapg import runtime
 from hapg.names import DB_NAME, Backup, BackupState, Env, Outcome, Sub, Table
 from moto.rds.models import rds_backends
-from support import make_secret
+from support import create_state_table, make_secret
 
 from local.executor import LocalExecutor
 from local.restore import MASTER_USER, LocalRestore, RestoreLab
@@ -79,18 +79,7 @@ def bench():
         with LocalExecutor(fast=True) as ex:
             env = create_source(MASTER_USER)
             topic = boto3.client("sns").create_topic(Name="hapg-test-alerts")["TopicArn"]
-            boto3.client("dynamodb").create_table(
-                TableName=TABLE,
-                BillingMode="PAY_PER_REQUEST",
-                KeySchema=[
-                    {"AttributeName": Table.PK, "KeyType": "HASH"},
-                    {"AttributeName": Table.SK, "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": Table.PK, "AttributeType": "S"},
-                    {"AttributeName": Table.SK, "AttributeType": "S"},
-                ],
-            )
+            create_state_table(TABLE)
             source = str(lab.source.endpoint)
             env.update(
                 {

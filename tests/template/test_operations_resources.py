@@ -33,6 +33,8 @@ from template_helpers import (
     tag_dict,
 )
 
+from observability import readback
+
 CLUSTER_ARN = getatt("AuroraCluster", "DBClusterArn")
 FUNCTION_KEY = getatt("FunctionKey", "Arn")
 SECRETS_KEY = getatt("SecretsKey", "Arn")
@@ -45,14 +47,7 @@ APP_SECRET_VIA = {
         "kms:EncryptionContext:SecretARN": ref("AppSecret"),
     }
 }
-PSEUDO = {
-    "AWS::Region": "us-east-1",
-    "AWS::Partition": "aws",
-    "AWS::AccountId": "123456789012",
-    "AWS::StackName": "hapg-dev",
-    "AWS::URLSuffix": "amazonaws.com",
-    "AWS::NoValue": None,
-}
+PSEUDO = {**readback.PSEUDO, "AWS::NoValue": None}
 SCHEDULE_INPUT = {"action": "switchover", "reason": "scheduled weekly switchover drill"}
 
 PROXY_RESOURCES = {

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from hapg import config, names, rotation
+from hapg import config, names, rotation_rules
 from hapg.models import Endpoint
 from hapg.names import Rotation
 from template_helpers import (
@@ -167,11 +167,11 @@ def test_the_app_secret_the_stack_creates_is_one_the_rotation_accepts(cfn):
         text.replace("${Host}", writer).replace("${Port}", "5432").replace("${MasterSecret}", master_arn)
     )
     value["password"] = "Aa1!Bb2$Cc3&Dd4(Ee5)Ff6*Gg7+Hh8,"
-    assert rotation.secret_problems(value, rotation.Strategy.ALTERNATING) == []
+    assert rotation_rules.secret_problems(value, rotation_rules.Strategy.ALTERNATING) == []
     db = config.DbSettings(
         master_arn, names.DB_NAME, Endpoint(writer, 5432), Endpoint("r", 5432), "verify-full", "", 5, 5000
     )
-    assert rotation.target_problems(value, db) == []
+    assert rotation_rules.target_problems(value, db) == []
 
 
 @pytest.mark.parametrize("secret", SECRETS)

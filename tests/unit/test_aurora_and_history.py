@@ -8,6 +8,7 @@ from hapg.failover import promotion_status
 from hapg.history import StateTable
 from hapg.models import HistoryRecord
 from hapg.names import Table
+from support import create_state_table
 
 
 @pytest.fixture
@@ -63,15 +64,7 @@ def test_lag_source_failure_degrades_to_unknown_lag(cluster):
 
 @pytest.fixture
 def table(aws):
-    boto3.client("dynamodb").create_table(
-        TableName="t",
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": Table.PK, "KeyType": "HASH"}, {"AttributeName": Table.SK, "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": Table.PK, "AttributeType": "S"},
-            {"AttributeName": Table.SK, "AttributeType": "S"},
-        ],
-    )
+    create_state_table("t")
     return StateTable("t", "c1")
 
 

@@ -42,20 +42,20 @@ def test_drainer_fixtures(path):
 
 @pytest.mark.parametrize("path", fixtures("backup_verifier"), ids=lambda p: p.name)
 def test_backup_verifier_fixtures(path):
-    from hapg import restore, verifier
+    from hapg import restore_run, verifier
 
     step = Step.parse(json.loads(path.read_text()), verifier.ACTIONS, "backup_verifier")
     if step.action == "validate":
-        restore.parse_input(step.payload["input"])
+        restore_run.parse_input(step.payload["input"])
     if "request" in step.payload:
-        restore.Request.from_dict(step.payload["request"], "hapg-dev-restore")
+        restore_run.Request.from_dict(step.payload["request"], "hapg-dev-restore")
 
 
 @pytest.mark.parametrize("path", fixtures("backup_verification"), ids=lambda p: p.name)
 def test_restore_test_inputs(path):
-    from hapg import restore
+    from hapg import restore_run
 
-    reason, _ = restore.parse_input(json.loads(path.read_text()))
+    reason, _ = restore_run.parse_input(json.loads(path.read_text()))
     assert reason
 
 

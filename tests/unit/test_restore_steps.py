@@ -18,11 +18,12 @@ from backup_support import (
     make_leftover,
     temporaries,
 )
-from hapg import errors, restore, runtime, verifier
+from hapg import errors, restore, restore_lease, restore_report, restore_run, runtime, verifier
 from hapg.names import Backup, Env, Metric, Outcome, Table
-from hapg.restore import Request
 from hapg.restore_port import AuroraRestore
+from hapg.restore_run import Request
 from hapg.steps import Step
+from support import create_state_table
 
 from local.handlers import invoke
 
@@ -35,15 +36,7 @@ def env(aws, monkeypatch):
     values = create_source()
     sns = boto3.client("sns")
     topic = sns.create_topic(Name="hapg-test-alerts")["TopicArn"]
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": Table.PK, "KeyType": "HASH"}, {"AttributeName": Table.SK, "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": Table.PK, "AttributeType": "S"},
-            {"AttributeName": Table.SK, "AttributeType": "S"},
-        ],
-    )
+    create_state_table(TABLE)
     values.update({Env.ALERT_TOPIC_ARN: topic, Env.STATE_TABLE: TABLE, Env.METRICS_NAMESPACE: "HAPostgreSQL"})
     for key, value in values.items():
         monkeypatch.setenv(key, value)
@@ -187,7 +180,7 @@ def test_the_port_never_writes_outside_the_temporary_prefix(env):
 # ---- restore, status, cleanup -------------------------------------------------------------------
 
 
-def deps(**changes) -> restore.Deps:
+def deps(**changes) -> restore_run.Deps:
     return dataclasses.replace(verifier.deps(), **changes)
 
 
@@ -195,7 +188,7 @@ def new_request(execution: str = EXECUTION, lease: bool = True) -> Request:
     """A request as validate makes it, holding the restore-test lease (unless told not to)."""
     request = Request.new(execution, PREFIX, "test", time.time(), None)
     if lease:
-        restore.hold_lease(request, deps(), take=True)
+        restore_lease.hold_lease(request, deps(), take=True)
     return request
 
 
@@ -353,7 +346,7 @@ def test_an_expired_lease_is_taken_over_and_its_owner_stops(env):
     late = time.time() + Backup.LEASE_S + 1  # the first run has not renewed for a whole lease
     d_late = deps(clock=lambda: late)
     other = Request.new(OTHER, PREFIX, "test", late, None)
-    restore.hold_lease(other, d_late, take=True)
+    restore_lease.hold_lease(other, d_late, take=True)
     assert lease_item()[Table.OWNER]["S"] == OTHER
     with pytest.raises(errors.BackupCheckFailed, match=f"this restore test lost its lease to {OTHER}"):
         restore.restore_snapshot(mine, snapshot_arg(), d_late)
@@ -370,7 +363,7 @@ def test_record_gives_the_lease_back_and_only_its_own(env):
 
 
 def test_assess_outcomes():
-    ok = restore.assess(state_after(), 2000.0)
+    ok = restore_report.assess(state_after(), 2000.0)
     assert (ok["outcome"], ok["reason"], ok["restore_seconds"], ok["total_seconds"]) == (
         Outcome.SUCCEEDED,
         "restore verified: fine",
@@ -379,17 +372,17 @@ def test_assess_outcomes():
     )
     assert ok["snapshot_age_hours"] == 2.0 and ok["leftovers_removed"] == ["hapg-test-restore-aaaaaaaaaa"]
     cause = json.dumps({"errorMessage": "table x is missing", "errorType": "BackupCheckFailed"})
-    failed = restore.assess(state_after(False, error={"Error": "BackupCheckFailed", "Cause": cause}), 2000.0)
+    failed = restore_report.assess(state_after(False, error={"Error": "BackupCheckFailed", "Cause": cause}), 2000.0)
     assert (failed["outcome"], failed["reason"], failed["verified"]) == (
         Outcome.FAILED,
         "BackupCheckFailed: table x is missing",
         False,
     )
-    cleanup = restore.assess(state_after(cleanup_error={"Error": "BackupCheckFailed", "Cause": "slow"}), 2000.0)
+    cleanup = restore_report.assess(state_after(cleanup_error={"Error": "BackupCheckFailed", "Cause": "slow"}), 2000.0)
     assert cleanup["outcome"] == Outcome.FAILED and cleanup["verified"] is True
     assert cleanup["reason"] == "the restore was verified, but cleanup failed: BackupCheckFailed: slow"
     assert cleanup["cleaned_up"] is False
-    silent = restore.assess(state_after(False), 2000.0)
+    silent = restore_report.assess(state_after(False), 2000.0)
     assert silent["reason"] == "the restore test ended without a verdict"
 
 

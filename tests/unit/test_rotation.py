@@ -4,11 +4,11 @@ import json
 
 import boto3
 import pytest
-from hapg import errors, rotation
+from hapg import errors, roles, rotation, rotation_rules, secret_store
 from hapg.config import DbSettings
 from hapg.models import Endpoint
 from hapg.names import Rotation
-from hapg.rotation import Step, Strategy
+from hapg.rotation_rules import Step, Strategy
 
 TOKEN = "0b5c6f0e-2f3a-4a55-9a7d-0c1d2e3f4a5b"
 MASTER_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hapg-dev/db/master-AbCdEf"
@@ -91,12 +91,12 @@ def test_bad_events_are_refused(bad, message):
 
 # ---- which secret, which stage ---------------------------------------------------------------------
 def test_strategy_follows_the_secret_not_its_value():
-    assert rotation.strategy_for(MASTER_ARN, MASTER_ARN, APP_ARN) == Strategy.SINGLE_USER
-    assert rotation.strategy_for(APP_ARN, MASTER_ARN, APP_ARN) == Strategy.ALTERNATING
+    assert rotation_rules.strategy_for(MASTER_ARN, MASTER_ARN, APP_ARN) == Strategy.SINGLE_USER
+    assert rotation_rules.strategy_for(APP_ARN, MASTER_ARN, APP_ARN) == Strategy.ALTERNATING
     with pytest.raises(errors.RotationError, match="neither the master secret nor"):
-        rotation.strategy_for(APP_ARN, MASTER_ARN, None)
+        rotation_rules.strategy_for(APP_ARN, MASTER_ARN, None)
     with pytest.raises(errors.RotationError, match="neither"):
-        rotation.strategy_for(MASTER_ARN + "x", MASTER_ARN, APP_ARN)
+        rotation_rules.strategy_for(MASTER_ARN + "x", MASTER_ARN, APP_ARN)
 
 
 def metadata(stages: dict, enabled=True) -> dict:
@@ -107,9 +107,9 @@ def metadata(stages: dict, enabled=True) -> dict:
 
 
 def test_staging_rules():
-    assert rotation.already_current(metadata({TOKEN: ["AWSPENDING"], "v1": ["AWSCURRENT"]}), TOKEN) is False
-    assert rotation.already_current(metadata({TOKEN: ["AWSCURRENT", "AWSPENDING"]}), TOKEN) is True
-    assert rotation.already_current(metadata({TOKEN: ["AWSCURRENT"]}), TOKEN) is True
+    assert rotation_rules.already_current(metadata({TOKEN: ["AWSPENDING"], "v1": ["AWSCURRENT"]}), TOKEN) is False
+    assert rotation_rules.already_current(metadata({TOKEN: ["AWSCURRENT", "AWSPENDING"]}), TOKEN) is True
+    assert rotation_rules.already_current(metadata({TOKEN: ["AWSCURRENT"]}), TOKEN) is True
 
 
 @pytest.mark.parametrize(
@@ -124,37 +124,38 @@ def test_staging_rules():
 )
 def test_staging_refusals(meta, message):
     with pytest.raises(errors.RotationError, match=message):
-        rotation.already_current(meta, TOKEN)
+        rotation_rules.already_current(meta, TOKEN)
 
 
 def test_current_version():
     assert (
-        rotation.current_version(metadata({TOKEN: ["AWSPENDING"], "v1": ["AWSPREVIOUS"], "v2": ["AWSCURRENT"]})) == "v2"
+        rotation_rules.current_version(metadata({TOKEN: ["AWSPENDING"], "v1": ["AWSPREVIOUS"], "v2": ["AWSCURRENT"]}))
+        == "v2"
     )
-    assert rotation.current_version(metadata({})) is None
+    assert rotation_rules.current_version(metadata({})) is None
 
 
 # ---- alternating users ---------------------------------------------------------------------------
 def test_alternate_and_group():
-    assert rotation.alternate("hapg_app") == "hapg_app_clone"
-    assert rotation.alternate("hapg_app_clone") == "hapg_app"
-    assert rotation.alternate(rotation.alternate("svc")) == "svc"
-    assert rotation.group_role("hapg_app") == rotation.group_role("hapg_app_clone") == "hapg_app_rw"
+    assert rotation_rules.alternate("hapg_app") == "hapg_app_clone"
+    assert rotation_rules.alternate("hapg_app_clone") == "hapg_app"
+    assert rotation_rules.alternate(rotation_rules.alternate("svc")) == "svc"
+    assert rotation_rules.group_role("hapg_app") == rotation_rules.group_role("hapg_app_clone") == "hapg_app_rw"
 
 
 def test_new_pending():
-    assert rotation.new_pending(master(), NEW_PASSWORD, Strategy.SINGLE_USER) == master(password=NEW_PASSWORD)
-    pending = rotation.new_pending(app(), NEW_PASSWORD, Strategy.ALTERNATING)
+    assert rotation_rules.new_pending(master(), NEW_PASSWORD, Strategy.SINGLE_USER) == master(password=NEW_PASSWORD)
+    pending = rotation_rules.new_pending(app(), NEW_PASSWORD, Strategy.ALTERNATING)
     assert pending == app(username="hapg_app_clone", password=NEW_PASSWORD)
-    back = rotation.new_pending(pending, PASSWORD, Strategy.ALTERNATING)
+    back = rotation_rules.new_pending(pending, PASSWORD, Strategy.ALTERNATING)
     assert back["username"] == "hapg_app"
 
 
 # ---- secret values -------------------------------------------------------------------------------------
 def test_valid_secrets_have_no_problems():
-    assert rotation.secret_problems(master(), Strategy.SINGLE_USER) == []
-    assert rotation.secret_problems(master(port="5432"), Strategy.SINGLE_USER) == []
-    assert rotation.secret_problems(app(), Strategy.ALTERNATING) == []
+    assert rotation_rules.secret_problems(master(), Strategy.SINGLE_USER) == []
+    assert rotation_rules.secret_problems(master(port="5432"), Strategy.SINGLE_USER) == []
+    assert rotation_rules.secret_problems(app(), Strategy.ALTERNATING) == []
 
 
 @pytest.mark.parametrize(
@@ -186,7 +187,7 @@ def test_valid_secrets_have_no_problems():
     ],
 )
 def test_secret_problems(value, strategy, problem):
-    problems = rotation.secret_problems(value, strategy)
+    problems = rotation_rules.secret_problems(value, strategy)
     assert any(problem in p for p in problems), problems
     assert not any(PASSWORD in p for p in problems)
 
@@ -205,11 +206,11 @@ def test_secret_problems(value, strategy, problem):
     ],
 )
 def test_password_rules(password, problem):
-    assert any(problem in p for p in rotation.password_problems(password))
+    assert any(problem in p for p in rotation_rules.password_problems(password))
 
 
 def test_a_good_password_passes():
-    assert rotation.password_problems(PASSWORD) == []
+    assert rotation_rules.password_problems(PASSWORD) == []
 
 
 def test_exclusions_cover_connection_string_syntax():
@@ -220,22 +221,22 @@ def test_exclusions_cover_connection_string_syntax():
 # ---- pending vs current ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("step", [Step.CREATE, Step.SET, Step.TEST, Step.FINISH])
 def test_a_consistent_pending_value(step):
-    assert rotation.pending_problems(master(), master(password=NEW_PASSWORD), Strategy.SINGLE_USER, step) == []
+    assert rotation_rules.pending_problems(master(), master(password=NEW_PASSWORD), Strategy.SINGLE_USER, step) == []
     pending = app(username="hapg_app_clone", password=NEW_PASSWORD)
-    assert rotation.pending_problems(app(), pending, Strategy.ALTERNATING, step) == []
+    assert rotation_rules.pending_problems(app(), pending, Strategy.ALTERNATING, step) == []
 
 
 def test_testsecret_accepts_a_copy_of_the_current_value_only():
     """RotateImmediately=false: Secrets Manager stages the current value itself and runs testSecret."""
     for current, strategy in ((master(), Strategy.SINGLE_USER), (app(), Strategy.ALTERNATING)):
-        assert rotation.pending_problems(current, dict(current), strategy, Step.TEST) == []
+        assert rotation_rules.pending_problems(current, dict(current), strategy, Step.TEST) == []
         for step in (Step.CREATE, Step.SET, Step.FINISH):
-            assert "the pending password equals the current one" in rotation.pending_problems(
+            assert "the pending password equals the current one" in rotation_rules.pending_problems(
                 current, dict(current), strategy, step
             )
     # anything but an exact copy gets the full rules, in testSecret too
     same_user = app(password=NEW_PASSWORD)
-    assert rotation.pending_problems(app(), same_user, Strategy.ALTERNATING, Step.TEST) == [
+    assert rotation_rules.pending_problems(app(), same_user, Strategy.ALTERNATING, Step.TEST) == [
         "username 'hapg_app' differs from 'hapg_app_clone'"
     ]
 
@@ -264,7 +265,7 @@ def test_pending_problems(strategy, change, problem):
         current, pending = app(), app(username="hapg_app_clone", password=NEW_PASSWORD)
         pending = {k: v for k, v in {**pending, **change}.items() if v is not None}
     for step in Step.ALL:
-        problems = rotation.pending_problems(current, pending, strategy, step)
+        problems = rotation_rules.pending_problems(current, pending, strategy, step)
         if step == Step.TEST and pending == current:
             assert problems == [], "the configuration test's copy"
             continue
@@ -273,7 +274,7 @@ def test_pending_problems(strategy, change, problem):
 
 
 def test_unknown_keys_are_compared_but_not_quoted():
-    problems = rotation.pending_problems(
+    problems = rotation_rules.pending_problems(
         master(token="old-token"), master(token="new-token", password=NEW_PASSWORD), Strategy.SINGLE_USER, Step.SET
     )
     assert problems == ["token differs from the current value"]
@@ -281,11 +282,11 @@ def test_unknown_keys_are_compared_but_not_quoted():
 
 # ---- the cluster the secret names -----------------------------------------------------------------
 def test_targets_of_this_cluster():
-    assert rotation.target_problems(master(), db()) == []
-    assert rotation.target_problems(master(host=WRITER.upper()), db()) == [], "DNS names are case-insensitive"
-    assert rotation.target_problems(master(host=READER), db()) == []
-    assert rotation.target_problems(master(host="proxy.example", port="5432"), db(proxy="proxy.example")) == []
-    assert rotation.target_problems(master(port=None), db()) == [], "port and dbname are optional"
+    assert rotation_rules.target_problems(master(), db()) == []
+    assert rotation_rules.target_problems(master(host=WRITER.upper()), db()) == [], "DNS names are case-insensitive"
+    assert rotation_rules.target_problems(master(host=READER), db()) == []
+    assert rotation_rules.target_problems(master(host="proxy.example", port="5432"), db(proxy="proxy.example")) == []
+    assert rotation_rules.target_problems(master(port=None), db()) == [], "port and dbname are optional"
 
 
 @pytest.mark.parametrize(
@@ -298,32 +299,32 @@ def test_targets_of_this_cluster():
     ],
 )
 def test_other_targets_are_refused(value, problem):
-    assert any(problem in p for p in rotation.target_problems(value, db()))
+    assert any(problem in p for p in rotation_rules.target_problems(value, db()))
 
 
 # ---- roles -------------------------------------------------------------------------------------------------
 def test_role_problems():
-    plain = {"rolname": "hapg_app", **{a: False for a in rotation.PRIVILEGED_ATTRIBUTES}, "powerful": []}
-    assert rotation.role_problems(plain) == []
-    assert rotation.role_problems({**plain, "rolcreatedb": True, "rolsuper": True}) == [
+    plain = {"rolname": "hapg_app", **{a: False for a in roles.PRIVILEGED_ATTRIBUTES}, "powerful": []}
+    assert roles.role_problems(plain) == []
+    assert roles.role_problems({**plain, "rolcreatedb": True, "rolsuper": True}) == [
         "role 'hapg_app' has SUPER",
         "role 'hapg_app' has CREATEDB",
     ]
-    assert rotation.role_problems({**plain, "powerful": ["rds_superuser"]}) == [
+    assert roles.role_problems({**plain, "powerful": ["rds_superuser"]}) == [
         "role 'hapg_app' has member of rds_superuser"
     ]
 
 
 def test_refuse():
-    rotation.refuse("nothing", [])
+    rotation_rules.refuse("nothing", [])
     with pytest.raises(errors.RotationError, match="^AWSPENDING of x: a; b$"):
-        rotation.refuse("AWSPENDING of x", ["a", "b"])
+        rotation_rules.refuse("AWSPENDING of x", ["a", "b"])
 
 
 # ---- the Secrets Manager port (moto) -------------------------------------------------------------------
 @pytest.fixture
 def store(aws):
-    return rotation.SecretStore()
+    return secret_store.SecretStore()
 
 
 def test_store_reads_by_stage_and_version(store):
@@ -335,7 +336,7 @@ def test_store_reads_by_stage_and_version(store):
     store.put_pending(arn, TOKEN, master(password=NEW_PASSWORD), rotation_token="r" * 36)
     assert store.value(arn, "AWSPENDING", TOKEN) == master(password=NEW_PASSWORD)
     assert store.describe(arn)["VersionIdsToStages"][TOKEN] == ["AWSPENDING"]
-    previous = rotation.current_version(store.describe(arn))
+    previous = rotation_rules.current_version(store.describe(arn))
     store.make_current(arn, TOKEN, previous)
     stages = store.describe(arn)["VersionIdsToStages"]
     assert "AWSCURRENT" in stages[TOKEN] and stages[previous] == ["AWSPREVIOUS"]
@@ -358,4 +359,4 @@ def test_random_passwords_follow_the_rules(store):
     for _ in range(20):
         pw = store.random_password()
         assert len(pw) == Rotation.PASSWORD_LENGTH
-        assert rotation.password_problems(pw) == []
+        assert rotation_rules.password_problems(pw) == []

@@ -4,6 +4,8 @@ One DynamoDB table, composite key (pk, sk), TTL on `expires_at`:
   HISTORY#<cluster> / <finished iso>#<execution>   one item per execution that got a lock
   LOCK#<cluster>    / lock                         written by the state machine (conditional put)
   CONTROL#<cluster> / maintenance                  set by operators (runbook)
+  RESTORE#<cluster> / <started iso>#<execution>    restore-test results (hapg.restore_report)
+  RESTORE#<cluster> / lease                        one restore test at a time (hapg.restore_lease)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _to_ddb(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(str(value))
     if isinstance(value, dict):
-        return {k: _to_ddb(v) for k, v in value.items() if v is not None}
+        return {str(k): _to_ddb(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_to_ddb(v) for v in value]
     return value
@@ -40,6 +42,20 @@ def _from_ddb(value: Any) -> Any:
     return value
 
 
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    """A plain dict as DynamoDB attribute values (floats as Decimal, None left out)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    ser = TypeSerializer()
+    return {k: ser.serialize(v) for k, v in _to_ddb(item).items()}
+
+
+def sort_key(at: float, execution: str) -> str:
+    """`<iso time>#<execution name>`: a history partition sorts by time, one item per execution."""
+    stamp = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp}#{execution.rsplit(':', 1)[-1]}"
+
+
 class StateTable:
     def __init__(self, table_name: str, cluster_id: str, client: Any = None):
         self.table_name = table_name
@@ -52,12 +68,6 @@ class StateTable:
 
     def _key(self, prefix: str, sk: str) -> dict[str, Any]:
         return {Table.PK: {"S": f"{prefix}{self.cluster_id}"}, Table.SK: {"S": sk}}
-
-    def _serialize(self, item: dict[str, Any]) -> dict[str, Any]:
-        from boto3.dynamodb.types import TypeSerializer
-
-        ser = TypeSerializer()
-        return {k: ser.serialize(v) for k, v in _to_ddb(item).items()}
 
     @staticmethod
     def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
@@ -83,18 +93,16 @@ class StateTable:
 
     def put(self, record: HistoryRecord) -> bool:
         """Write once per execution; a retried `record` step finds it there and returns False."""
-        finished = dt.datetime.fromtimestamp(record.finished_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        sk = f"{finished}#{record.execution.rsplit(':', 1)[-1]}"
         item = {
             Table.PK: f"{Table.HISTORY_PREFIX}{self.cluster_id}",
-            Table.SK: sk,
+            Table.SK: sort_key(record.finished_at, record.execution),
             Table.TTL: int(record.finished_at + HISTORY_RETENTION_S),
             **to_dict(record),
         }
         if self.recorded(record.execution):
             return False
         with aws.call("dynamodb:PutItem"):
-            self.client.put_item(TableName=self.table_name, Item=self._serialize(item))
+            self.client.put_item(TableName=self.table_name, Item=serialize(item))
         return True
 
     def recorded(self, execution: str) -> bool:

@@ -12,9 +12,9 @@ from hapg.notify import compose
 from hapg.telemetry import MetricUnit, emit
 
 
-def _error_text(err: dict[str, Any] | None) -> str | None:
-    """A Catch's {"Error", "Cause"}; Lambda causes are JSON with errorMessage."""
-    if not err:
+def error_text(err: Any) -> str | None:
+    """A Catch's {"Error", "Cause"} as one line; a Lambda cause is JSON with errorMessage."""
+    if not isinstance(err, dict) or not err:
         return None
     cause = err.get("Cause") or ""
     with contextlib.suppress(ValueError, AttributeError):
@@ -28,7 +28,7 @@ def assess(state: dict[str, Any], execution: str, lock_owner: str | None, now: f
     plan = state.get("plan") or {}
     kind = request.get("kind", Kind.EVENT)
     mode = plan.get("mode") or (Mode.AURORA if kind == Kind.EVENT else Mode.SWITCHOVER)
-    error = _error_text(state.get("error"))
+    error = error_text(state.get("error"))
     if state.get("lock_error"):
         holder = lock_owner.rsplit(":", 1)[-1] if lock_owner else "another execution"
         outcome = Outcome.SKIPPED if kind == Kind.EVENT else Outcome.REFUSED

@@ -4,9 +4,9 @@
              -> cleanup (poll, also after ANY failure) -> record -> notify on failure
 
 Every step is idempotent and every poll has a deadline; from `sweep` on, any failure goes
-through `cleanup` (the ASL's Catch), so the temporary cluster never outlives the run. One run at a
-time holds a lease that every step renews; a run that died anyway (execution stopped or timed
-out) stops renewing it, and once it has expired the next run deletes its cluster first.
+through `cleanup` (the ASL's Catch), so the temporary cluster never outlives the run. A run that
+died anyway stops renewing its lease (hapg.restore_lease), and the next run deletes its cluster
+first. What a run reports is hapg.restore_report.
 
 Credentials never enter the workflow state. A restored cluster keeps the master password the
 source had when the snapshot was taken (rotated since, perhaps); `verify` sets a fresh random
@@ -16,26 +16,22 @@ only in that invocation's memory, and the cluster it opens is deleted minutes la
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import hashlib
-import json
 import re
 import secrets as _random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from hapg import aws, errors
-from hapg.backups import BackupSettings, ascii_subject, epoch, latest_automated, same_key, when
-from hapg.config import DbSettings
+from hapg import errors
+from hapg.backups import epoch, latest_automated, same_key
 from hapg.dbprofile import RestoredProfile, SourceProfile, capture_restored, capture_source, compare, database_exists
 from hapg.models import Credentials, require_mapping
-from hapg.names import Backup, Function, Metric, Outcome, Table
-from hapg.pg import Database, guarded, open_connection
+from hapg.names import Backup, Function, Metric, Outcome
+from hapg.pg import guarded, open_connection
+from hapg.restore_lease import hold_lease, release_lease
 from hapg.restore_port import RestorePort, RestoreSpec, tags_of
+from hapg.restore_report import assess, compose, put_history
+from hapg.restore_run import Deps, Request, parse_input
 from hapg.telemetry import MetricUnit, child_logger, emit
 
 log = child_logger()
@@ -43,9 +39,7 @@ log = child_logger()
 AVAILABLE = "available"
 DELETING = "deleting"
 LOGIN_RETRY_S = 5.0
-RECORD_RETENTION_S = 400 * 86400  # as the failover history (hapg.history)
 MAX_COPIED_TAGS = 40  # RDS allows 50 tags; ours take 2
-INPUT_FIELDS = ("reason", "snapshot_id")
 FAILED_CLUSTER = frozenset(
     {
         "failed",
@@ -71,91 +65,7 @@ FAILED_INSTANCE = frozenset(
 _EXECUTION = re.compile(r"^arn:[\w-]+:states:[\w-]+:\d{12}:execution:[^:]+:[^:]+$")
 
 
-@dataclass(frozen=True)
-class Deps:
-    port: RestorePort
-    settings: BackupSettings
-    source_db: Callable[[], Database]  # sessions to the source cluster (master secret)
-    db_settings: Callable[[], DbSettings]  # TLS and timeouts for sessions to the restored cluster
-    clock: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
-    dynamodb: Callable[[], Any] = lambda: aws.client("dynamodb")
-
-
-@dataclass(frozen=True)
-class Request:
-    """One restore test, as `validate` returned it. Ids are derived from the execution, never chosen."""
-
-    run_id: str
-    cluster_id: str
-    instance_id: str
-    execution: str
-    reason: str
-    started_at: float
-    snapshot_id: str | None = None
-
-    @classmethod
-    def new(cls, execution: str, prefix: str, reason: str, started_at: float, snapshot_id: str | None) -> Request:
-        run_id = hashlib.sha256(execution.encode()).hexdigest()[:10]
-        return cls(run_id, f"{prefix}-{run_id}", f"{prefix}-{run_id}-1", execution, reason, started_at, snapshot_id)
-
-    @classmethod
-    def from_dict(cls, data: Any, prefix: str) -> Request:
-        data = require_mapping(data, "request")
-        try:
-            req = cls(
-                run_id=str(data["run_id"]),
-                cluster_id=str(data["cluster_id"]),
-                instance_id=str(data["instance_id"]),
-                execution=str(data["execution"]),
-                reason=str(data.get("reason") or ""),
-                started_at=float(data["started_at"]),
-                snapshot_id=data.get("snapshot_id"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise errors.InvalidInput(f"request is malformed: {type(exc).__name__}: {exc}") from exc
-        expected = cls.new(req.execution, prefix, req.reason, req.started_at, req.snapshot_id)
-        if (req.run_id, req.cluster_id, req.instance_id) != (
-            expected.run_id,
-            expected.cluster_id,
-            expected.instance_id,
-        ):
-            raise errors.InvalidInput("request identifiers do not belong to its execution")
-        return req
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "cluster_id": self.cluster_id,
-            "instance_id": self.instance_id,
-            "execution": self.execution,
-            "reason": self.reason,
-            "started_at": self.started_at,
-            "snapshot_id": self.snapshot_id,
-        }
-
-
 # ---- validate ---------------------------------------------------------------------------------
-def parse_input(raw: Any) -> tuple[str, str | None]:
-    """Pure: the execution input -> (reason, snapshot id or None). `{}`, `{"reason"}`,
-    `{"reason", "snapshot_id"}`, or an EventBridge scheduled event."""
-    event = require_mapping({} if raw is None else raw, "restore test input")
-    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
-        return "scheduled restore test", None
-    unknown = sorted(set(event) - set(INPUT_FIELDS))
-    if unknown:
-        raise errors.InvalidInput(
-            f"unknown field(s) {', '.join(unknown)} in the restore test input; expected {', '.join(INPUT_FIELDS)}"
-        )
-    reason = event.get("reason", "restore test")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
-        raise errors.InvalidInput("reason must be a non-empty string of at most 500 characters")
-    snapshot_id = event.get("snapshot_id")
-    if snapshot_id is not None and (not isinstance(snapshot_id, str) or not snapshot_id):
-        raise errors.InvalidInput("snapshot_id must be a non-empty string")
-    return reason.strip(), snapshot_id
-
-
 def validate(raw: Any, execution: Any, deps: Deps) -> dict[str, Any]:
     """Check the execution input before anything is created; returns the initial workflow state."""
     if not isinstance(execution, str) or not _EXECUTION.match(execution):
@@ -185,88 +95,6 @@ def _check_named_snapshot(snapshot_id: Any, deps: Deps) -> None:
         )
     if snap.get("Status") != AVAILABLE:
         raise errors.InvalidInput(f"snapshot {snapshot_id} is {snap.get('Status')}, not available")
-
-
-# ---- the lease: one restore test at a time ----------------------------------------------------
-def _lease_key(deps: Deps) -> dict[str, Any]:
-    return {
-        Table.PK: {"S": f"{Table.RESTORE_PREFIX}{deps.settings.cluster_id}"},
-        Table.SK: {"S": Backup.LEASE_SK},
-    }
-
-
-def hold_lease(request: Request, deps: Deps, *, take: bool = False) -> None:
-    """Take (validate) or renew (every later step) the restore-test lease for Backup.LEASE_S.
-
-    Every live run holds it, so while we hold it any other restore-test cluster belongs to a dead
-    run and `sweep` may delete it. Taking fails with LockHeld while another run's lease is valid;
-    renewing fails with BackupCheckFailed when ours was lost (expired and taken by another run).
-    """
-    table = deps.settings.state_table
-    if not table:
-        log.warning("no state table configured: restore tests are not serialized")
-        return
-    now = deps.clock()
-    names_ = {"#owner": Table.OWNER}
-    values = {":me": {"S": request.execution}}
-    condition = "#owner = :me"
-    if take:
-        condition = "attribute_not_exists(#pk) OR #exp < :now OR #owner = :me"
-        names_ |= {"#pk": Table.PK, "#exp": Table.TTL}
-        values[":now"] = {"N": str(int(now))}
-    item = {
-        **_lease_key(deps),
-        Table.OWNER: {"S": request.execution},
-        Table.TTL: {"N": str(int(now + Backup.LEASE_S))},
-        "run_id": {"S": request.run_id},
-    }
-    try:
-        with aws.call("dynamodb:PutItem"):
-            deps.dynamodb().put_item(
-                TableName=table,
-                Item=item,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names_,
-                ExpressionAttributeValues=values,
-            )
-    except errors.AwsRequestFailed as exc:
-        if aws.error_code(exc) != "ConditionalCheckFailedException":
-            raise
-        holder, until = _lease_holder(deps)
-        if take:
-            raise errors.LockHeld(
-                f"another restore test is running ({holder}); its lease lasts until {when(until)}"
-            ) from exc
-        raise errors.BackupCheckFailed(f"this restore test lost its lease to {holder or 'nobody'}") from exc
-
-
-def _lease_holder(deps: Deps) -> tuple[str | None, float]:
-    with aws.call("dynamodb:GetItem"):
-        item = (
-            deps.dynamodb()
-            .get_item(TableName=deps.settings.state_table, Key=_lease_key(deps), ConsistentRead=True)
-            .get("Item")
-            or {}
-        )
-    return (item.get(Table.OWNER) or {}).get("S"), float((item.get(Table.TTL) or {}).get("N") or 0)
-
-
-def release_lease(request: Request, deps: Deps) -> None:
-    """Give the lease back (record, at the end of every run); someone else's is left alone."""
-    if not deps.settings.state_table:
-        return
-    try:
-        with aws.call("dynamodb:DeleteItem"):
-            deps.dynamodb().delete_item(
-                TableName=deps.settings.state_table,
-                Key=_lease_key(deps),
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames={"#owner": Table.OWNER},
-                ExpressionAttributeValues={":me": {"S": request.execution}},
-            )
-    except errors.AwsRequestFailed as exc:
-        if aws.error_code(exc) != "ConditionalCheckFailedException":
-            raise
 
 
 # ---- teardown (sweep and cleanup) -------------------------------------------------------------
@@ -529,89 +357,6 @@ def _login(endpoint: Any, creds: Credentials, dbname: str, request: Request, dep
 
 
 # ---- record -----------------------------------------------------------------------------------
-def error_text(err: Any) -> str | None:
-    """A Catch's {"Error", "Cause"}; a Lambda cause is JSON with errorMessage."""
-    if not isinstance(err, dict) or not err:
-        return None
-    cause = err.get("Cause") or ""
-    with contextlib.suppress(ValueError, AttributeError):
-        cause = json.loads(cause).get("errorMessage", cause)
-    return f"{err.get('Error', 'Error')}: {cause}".rstrip(": ")
-
-
-def assess(state: dict[str, Any], now: float) -> dict[str, Any]:
-    """Pure: the outcome of a restore test from its accumulated workflow state."""
-    request = state.get("request") or {}
-    prepare_out = state.get("prepare") or {}
-    restore_out = state.get("restore") or {}
-    status_out = state.get("status") or {}
-    verify_out = state.get("verify") or {}
-    snapshot = prepare_out.get("snapshot") or {}
-    verified = bool(verify_out.get("ok"))
-    failure, cleanup_failure = error_text(state.get("error")), error_text(state.get("cleanup_error"))
-    if failure:
-        outcome, reason = Outcome.FAILED, failure
-    elif cleanup_failure:
-        outcome = Outcome.FAILED
-        reason = f"{'the restore was verified, but ' if verified else ''}cleanup failed: {cleanup_failure}"
-    elif verified:
-        outcome, reason = Outcome.SUCCEEDED, str(verify_out.get("reason"))
-    else:
-        outcome, reason = Outcome.FAILED, "the restore test ended without a verdict"
-    restore_s = None
-    if restore_out.get("started_at") and status_out.get("available_at"):
-        restore_s = round(float(status_out["available_at"]) - float(restore_out["started_at"]), 1)
-    started_at = float(request.get("started_at") or now)
-    snapshot_at = snapshot.get("created_at")
-    return {
-        "outcome": outcome,
-        "reason": reason,
-        "verified": verified,
-        "cluster": request.get("cluster_id"),
-        "snapshot_id": snapshot.get("id") or restore_out.get("snapshot_id"),
-        "snapshot_created_at": snapshot_at,
-        "snapshot_age_hours": round((started_at - float(snapshot_at)) / 3600, 2) if snapshot_at else None,
-        "restore_seconds": restore_s,
-        "total_seconds": round(now - started_at, 1),
-        "leftovers_removed": list((state.get("sweep") or {}).get("found") or []),
-        "cleaned_up": bool((state.get("cleanup") or {}).get("gone")) and not cleanup_failure,
-        "figures": verify_out.get("figures") or {},
-        "started_at": started_at,
-        "finished_at": now,
-    }
-
-
-def compose(summary: dict[str, Any], request: dict[str, Any], source_cluster: str) -> tuple[str, str]:
-    failed = summary["outcome"] != Outcome.SUCCEEDED
-    minutes = f"{summary['restore_seconds'] / 60:.1f} min" if summary.get("restore_seconds") is not None else None
-    if failed:
-        # our own verdicts read better without their class name; anything else keeps it
-        headline = summary["reason"].removeprefix(f"{errors.BackupCheckFailed.__name__}: ")
-        subject = f"[{source_cluster}] Restore test FAILED: {headline}"
-    else:
-        subject = f"[{source_cluster}] Restore test succeeded: {summary['snapshot_id']}" + (
-            f" restored in {minutes}" if minutes else ""
-        )
-    age = summary.get("snapshot_age_hours")
-    lines = [
-        f"Outcome:      {summary['outcome'].upper()}",
-        f"What:         Restore test ({request.get('reason') or 'restore test'})",
-        f"Cluster:      {source_cluster}",
-        f"Snapshot:     {summary.get('snapshot_id') or '-'}"
-        + (f" ({age:.1f} h old at the start)" if age is not None else ""),
-        f"Restored as:  {summary.get('cluster') or '-'} (temporary)",
-        f"Reason:       {summary['reason']}",
-        f"Restore:      {minutes or '-'} until the cluster and its instance were available",
-        f"Total:        {summary['total_seconds'] / 60:.1f} min",
-        f"Leftovers:    {', '.join(summary['leftovers_removed']) or 'none'} (removed before the restore)",
-        f"Cleaned up:   {'yes' if summary['cleaned_up'] else 'NO - delete the temporary cluster by hand (runbook)'}",
-    ]
-    if failed:
-        lines += ["", "First actions: see docs/runbook.md, section 'Restoring from backup'."]
-    lines += ["", f"Execution:    {request.get('execution', '-')}", f"Time:         {when(summary['finished_at'])}"]
-    return ascii_subject(subject), "\n".join(lines) + "\n"
-
-
 def record(state: Any, execution: Any, deps: Deps) -> dict[str, Any]:
     """Write the result once (history item, metrics) and compose the notification."""
     state = require_mapping(state, "record: state")
@@ -621,7 +366,7 @@ def record(state: Any, execution: Any, deps: Deps) -> dict[str, Any]:
     summary = assess(state, now)
     request = state.get("request") or {}
     cluster_id = deps.settings.cluster_id
-    first = _put_history(summary, execution, deps)
+    first = put_history(summary, execution, deps)
     if request.get("execution") == execution:
         release_lease(Request.from_dict(request, deps.settings.prefix), deps)
     if first:
@@ -645,45 +390,3 @@ def record(state: Any, execution: Any, deps: Deps) -> dict[str, Any]:
         "recorded": first,
         "summary": public,
     }
-
-
-def _to_ddb(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {str(k): _to_ddb(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_to_ddb(v) for v in value]
-    return value
-
-
-def _put_history(summary: dict[str, Any], execution: str, deps: Deps) -> bool:
-    """One item per execution (conditional put): False when a retried record finds it there."""
-    table = deps.settings.state_table
-    if not table:
-        log.warning("no state table configured: the restore test result is not recorded")
-        return True
-    from boto3.dynamodb.types import TypeSerializer
-
-    started = dt.datetime.fromtimestamp(summary["started_at"], dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    item = {
-        Table.PK: f"{Table.RESTORE_PREFIX}{deps.settings.cluster_id}",
-        Table.SK: f"{started}#{execution.rsplit(':', 1)[-1]}",
-        Table.TTL: int(summary["finished_at"] + RECORD_RETENTION_S),
-        "execution": execution,
-        **summary,
-    }
-    ser = TypeSerializer()
-    try:
-        with aws.call("dynamodb:PutItem"):
-            deps.dynamodb().put_item(
-                TableName=table,
-                Item={k: ser.serialize(v) for k, v in _to_ddb(item).items()},
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": Table.PK},
-            )
-    except errors.AwsRequestFailed as exc:
-        if aws.error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True

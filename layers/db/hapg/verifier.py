@@ -9,6 +9,7 @@ from hapg import backups, restore, runtime
 from hapg.backups import BackupSettings
 from hapg.names import Action, Function
 from hapg.restore_port import AuroraRestore
+from hapg.restore_run import Deps, Request
 from hapg.steps import Step
 
 ACTIONS = (
@@ -33,8 +34,8 @@ def _aurora() -> AuroraRestore:
     return AuroraRestore(s.cluster_id, s.prefix)
 
 
-def deps() -> restore.Deps:
-    return restore.Deps(
+def deps() -> Deps:
+    return Deps(
         port=runtime.port("restore", _aurora),
         settings=settings(),
         source_db=lambda: runtime.database(Function.BACKUP_VERIFIER),
@@ -50,7 +51,7 @@ def run(step: Step) -> dict[str, Any]:
         return restore.validate(step.payload.get("input"), step.payload.get("execution"), d)
     if step.action == Action.RECORD:
         return restore.record(step.get("state", dict), step.get("execution", str), d)
-    request = restore.Request.from_dict(step.get("request", dict), d.settings.prefix)
+    request = Request.from_dict(step.get("request", dict), d.settings.prefix)
     return _RUN_STEPS[step.action](step, request, d)
 
 
