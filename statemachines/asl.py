@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from stepfunctions import steps
+from stepfunctions.steps import Pass
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "layers" / "db"))
 
@@ -58,3 +59,31 @@ def transient_retry(attempts: int = 4, interval: int = 1, max_delay: int = 8) ->
 def lambda_task(state_id: str, function: str, parameters: dict, result_path: str | None, **kwargs) -> Task:
     """Invoke one of our functions with the payload `parameters` (direct ARN: result = payload)."""
     return Task(state_id, resource=sub(function), parameters=parameters, result_path=result_path, **kwargs)
+
+
+def record_fallback(state_id: str, subject: str, outcome_failed: str) -> Pass:
+    """When the record step itself fails: a report built in the ASL, so the failure is still e-mailed."""
+    return Pass(
+        state_id,
+        parameters={
+            "outcome": outcome_failed,
+            "notify": True,
+            "subject": subject,
+            "message.$": "States.Format('Execution {} could not record its outcome ({}). Check it in the "
+            "Step Functions console and the runbook.', $$.Execution.Id, $.record_error.Cause)",
+            "summary": {"outcome": outcome_failed, "reason": "recording the outcome failed"},
+        },
+        result_path="$.report",
+    )
+
+
+def notify_task(state_id: str, topic_sub: str) -> Task:
+    """Publish the report composed by the record step ($.report.subject / .message) on the alert topic."""
+    task = Task(
+        state_id,
+        resource="arn:aws:states:::sns:publish",
+        parameters={"TopicArn": sub(topic_sub), "Subject.$": "$.report.subject", "Message.$": "$.report.message"},
+        result_path=None,
+    )
+    task.add_retry(transient_retry(attempts=3))
+    return task

@@ -15,7 +15,7 @@ from hapg.names import Action, Backup, BackupState, Outcome, Sub
 from stepfunctions import steps
 from stepfunctions.steps import Catch, Choice, ChoiceRule, Pass, Wait
 
-from statemachines.asl import Task, lambda_task, sub, transient_retry
+from statemachines.asl import Task, lambda_task, notify_task, record_fallback, transient_retry
 
 ALL = ["States.ALL"]
 S = BackupState
@@ -70,26 +70,11 @@ class _RestoreTest:
         self.cleaned = Choice(S.CLEANED)
         self.wait_cleanup = Wait(S.WAIT_CLEANUP, seconds=Backup.WAIT_CLEANUP_S)
         self.record = _step(S.RECORD, Action.RECORD, "$.report", **{"state.$": "$", "execution.$": "$$.Execution.Id"})
-        self.record_failed = Pass(
-            S.RECORD_FALLBACK,
-            parameters={
-                "outcome": Outcome.FAILED,
-                "notify": True,
-                "subject": "Restore test could not record its outcome",
-                "message.$": "States.Format('Execution {} could not record its outcome ({}). Check it in the "
-                "Step Functions console and the runbook.', $$.Execution.Id, $.record_error.Cause)",
-                "summary": {"outcome": Outcome.FAILED, "reason": "recording the outcome failed"},
-            },
-            result_path="$.report",
+        self.record_failed = record_fallback(
+            S.RECORD_FALLBACK, "Restore test could not record its outcome", Outcome.FAILED
         )
         self.should_notify = Choice(S.SHOULD_NOTIFY)
-        self.notify = Task(
-            S.NOTIFY,
-            resource="arn:aws:states:::sns:publish",
-            parameters={"TopicArn": sub(Sub.TOPIC), "Subject.$": "$.report.subject", "Message.$": "$.report.message"},
-            result_path=None,
-        )
-        self.notify.add_retry(transient_retry(attempts=3))
+        self.notify = notify_task(S.NOTIFY, Sub.TOPIC)
         self.result = Choice(S.RESULT)
         self.failed = steps.Fail(
             S.FAILED, error="RestoreTestFailed", cause="The restore test failed; see the notification."

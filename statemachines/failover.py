@@ -8,7 +8,7 @@ from hapg.names import Action, Await, Decision, HealthMode, Kind, Outcome, State
 from stepfunctions import steps
 from stepfunctions.steps import Catch, Choice, ChoiceRule, Pass, Wait
 
-from statemachines.asl import Retry, Task, lambda_task, sub, transient_retry
+from statemachines.asl import Retry, Task, lambda_task, notify_task, record_fallback, sub, transient_retry
 
 ALL = ["States.ALL"]
 LOCK_BUSY = ["DynamoDB.ConditionalCheckFailedException"]
@@ -136,26 +136,11 @@ class _Failover:
         self.record = _coordinator(
             State.RECORD, Action.RECORD, "$.report", **{"state.$": "$", "execution.$": "$$.Execution.Id"}
         )
-        self.record_failed = Pass(
-            State.RECORD_FALLBACK,
-            parameters={
-                "outcome": Outcome.FAILED,
-                "notify": True,
-                "subject": "Failover workflow could not record its outcome",
-                "message.$": "States.Format('Execution {} could not record its outcome ({}). Check it in the "
-                "Step Functions console and the runbook.', $$.Execution.Id, $.record_error.Cause)",
-                "summary": {"outcome": Outcome.FAILED, "reason": "recording the outcome failed"},
-            },
-            result_path="$.report",
+        self.record_failed = record_fallback(
+            State.RECORD_FALLBACK, "Failover workflow could not record its outcome", Outcome.FAILED
         )
         self.should_notify = Choice(State.SHOULD_NOTIFY)
-        self.notify = Task(
-            State.NOTIFY,
-            resource="arn:aws:states:::sns:publish",
-            parameters={"TopicArn": sub(Sub.TOPIC), "Subject.$": "$.report.subject", "Message.$": "$.report.message"},
-            result_path=None,
-        )
-        self.notify.add_retry(transient_retry(attempts=3))
+        self.notify = notify_task(State.NOTIFY, Sub.TOPIC)
         self.release = Task(
             State.RELEASE_LOCK,
             resource="arn:aws:states:::dynamodb:deleteItem",
