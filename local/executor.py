@@ -771,7 +771,11 @@ class _EnvOverlay:
 def _dummy_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("index.py", "def lambda_handler(event, context):\n    raise NotImplementedError\n")
+        archive.writestr(
+            "index.py",
+            "def lambda_handler(event, context):\n"
+            "    raise RuntimeError('placeholder: LocalExecutor runs functions/<name>/index.py in-process')\n",
+        )
     return buffer.getvalue()
 
 
