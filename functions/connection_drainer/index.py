@@ -1,13 +1,12 @@
 """connection_drainer: drain the writer before a switchover; undo the block after it."""
 
 from hapg import drain
+from hapg.names import Function
 from hapg.steps import Step
-from hapg.telemetry import logger, metrics, tracer
+from hapg.telemetry import lambda_entry
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@lambda_entry
 def lambda_handler(event, context):
-    step = Step.parse(event, drain.ACTIONS, "connection_drainer")
+    step = Step.parse(event, drain.ACTIONS, Function.CONNECTION_DRAINER)
     return drain.run(step)

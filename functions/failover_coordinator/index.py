@@ -1,13 +1,12 @@
 """failover_coordinator: validate, plan, promote, status and record steps of the failover workflow."""
 
 from hapg import coordinator
+from hapg.names import Function
 from hapg.steps import Step
-from hapg.telemetry import logger, metrics, tracer
+from hapg.telemetry import lambda_entry
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@lambda_entry
 def lambda_handler(event, context):
-    step = Step.parse(event, coordinator.ACTIONS, "failover_coordinator")
+    step = Step.parse(event, coordinator.ACTIONS, Function.FAILOVER_COORDINATOR)
     return coordinator.run(step)

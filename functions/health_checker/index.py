@@ -3,12 +3,10 @@
 from hapg import health, runtime
 from hapg.models import HealthRequest
 from hapg.names import Function
-from hapg.telemetry import logger, metrics, tracer
+from hapg.telemetry import lambda_entry
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@lambda_entry
 def lambda_handler(event, context):
     request = HealthRequest.parse(event)
     report = health.run(

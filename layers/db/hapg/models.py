@@ -44,6 +44,11 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return asdict(obj)
 
 
+def from_fields(cls: type, data: dict[str, Any]) -> Any:
+    """The dataclass `cls` from the keys of `data` it declares (to_dict's inverse; extra keys ignored)."""
+    return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
 # -- health ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ReplicaLag:
@@ -198,7 +203,7 @@ class FailoverRequest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FailoverRequest:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+        return from_fields(cls, data)
 
 
 @dataclass(frozen=True)
@@ -229,4 +234,4 @@ class HistoryRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HistoryRecord:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return from_fields(cls, data)

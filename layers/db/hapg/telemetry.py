@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
@@ -14,7 +16,13 @@ tracer = Tracer()
 # dashboard and the alarms query {ClusterId} and {ClusterId, InstanceId} (names.Metric), nothing else.
 metrics = Metrics(namespace=Metric.NAMESPACE, service="")
 
-__all__ = ["MetricUnit", "child_logger", "emit", "emit_per_instance", "logger", "metrics", "tracer"]
+__all__ = ["MetricUnit", "child_logger", "emit", "emit_per_instance", "lambda_entry", "logger", "metrics", "tracer"]
+
+
+def lambda_entry(handler: Callable) -> Callable:
+    """The Powertools wrappers every handler wears: a fresh log context per invocation (outermost, so
+    the tracer's and the metrics' own log lines carry it), an X-Ray subsegment, EMF flushed on return."""
+    return logger.inject_lambda_context(clear_state=True)(tracer.capture_lambda_handler(metrics.log_metrics(handler)))
 
 
 def child_logger() -> Logger:
