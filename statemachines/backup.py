@@ -12,6 +12,7 @@ anyway without cleanup (stopped by hand) leaves a tagged cluster that the next r
 from __future__ import annotations
 
 from hapg.names import Action, Backup, BackupState, Outcome, Sub
+from hapg.notify import RECORD_FAILED
 from stepfunctions import steps
 from stepfunctions.steps import Catch, Choice, ChoiceRule, Pass, Wait
 
@@ -70,9 +71,7 @@ class _RestoreTest:
         self.cleaned = Choice(S.CLEANED)
         self.wait_cleanup = Wait(S.WAIT_CLEANUP, seconds=Backup.WAIT_CLEANUP_S)
         self.record = _step(S.RECORD, Action.RECORD, "$.report", **{"state.$": "$", "execution.$": "$$.Execution.Id"})
-        self.record_failed = record_fallback(
-            S.RECORD_FALLBACK, "Restore test could not record its outcome", Outcome.FAILED
-        )
+        self.record_failed = record_fallback(S.RECORD_FALLBACK, f"Restore test {RECORD_FAILED}", Outcome.FAILED)
         self.should_notify = Choice(S.SHOULD_NOTIFY)
         self.notify = notify_task(S.NOTIFY, Sub.TOPIC)
         self.result = Choice(S.RESULT)

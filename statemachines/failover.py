@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from hapg.names import Action, Await, Decision, HealthMode, Kind, Outcome, State, Sub, Table, Timing
+from hapg.notify import RECORD_FAILED
 from stepfunctions import steps
 from stepfunctions.steps import Catch, Choice, ChoiceRule, Pass, Wait
 
@@ -137,7 +138,7 @@ class _Failover:
             State.RECORD, Action.RECORD, "$.report", **{"state.$": "$", "execution.$": "$$.Execution.Id"}
         )
         self.record_failed = record_fallback(
-            State.RECORD_FALLBACK, "Failover workflow could not record its outcome", Outcome.FAILED
+            State.RECORD_FALLBACK, f"Failover workflow {RECORD_FAILED}", Outcome.FAILED
         )
         self.should_notify = Choice(State.SHOULD_NOTIFY)
         self.notify = notify_task(State.NOTIFY, Sub.TOPIC)

@@ -1,5 +1,7 @@
 """The RDS port and the state table, on moto (in-process: no network)."""
 
+import dataclasses
+
 import boto3
 import pytest
 from hapg import errors
@@ -89,6 +91,14 @@ def test_history_round_trips_newest_first_and_is_written_once(table):
     recent = table.recent()
     assert [r.execution[-5:] for r in recent] == ["run-2", "run-1"]
     assert recent[0] == record(2)
+
+
+def test_a_retry_that_finishes_later_still_finds_its_record(table):
+    """A retried record step assesses again, so its finished_at differs: the key must not."""
+    first = record(3)
+    assert table.put(first)
+    assert table.put(dataclasses.replace(first, finished_at=first.finished_at + 30, outcome="failed")) is False
+    assert table.recent() == (first,)
 
 
 def test_lock_owner_respects_expiry_and_maintenance_flag(table):

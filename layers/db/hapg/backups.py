@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hapg import aws, errors
+from hapg.config import env_number, env_value
 from hapg.names import Backup, Env, Metric
+from hapg.notify import RESTORE_ACTIONS, ascii_subject, when
 from hapg.telemetry import MetricUnit, child_logger, emit
 
 log = child_logger()
 
 AVAILABLE = "available"
-SUBJECT_MAX = 99
 _PREFIX = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _TABLE = re.compile(r"^([^.\s]+)\.([^\s]+)$")
 PREFIX_MAX = 50  # + "-" + 10-hex run id + "-1" stays under RDS's 63-character identifiers
@@ -48,22 +49,8 @@ class BackupSettings:
     topic_arn: str | None
 
 
-def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
-    value = env.get(name, default)
-    if value is None or value == "":
-        raise errors.ConfigError(f"environment variable {name} is required")
-    return value
-
-
-def _num(env: Mapping[str, str], name: str, default: str, kind: type = float) -> Any:
-    raw = _get(env, name, default)
-    try:
-        value = kind(raw)
-    except ValueError as exc:
-        raise errors.ConfigError(f"{name}={raw!r} is not a number") from exc
-    if value <= 0:
-        raise errors.ConfigError(f"{name} must be positive")
-    return value
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    return env_number(env, name, str(default), float, positive=True)
 
 
 def parse_tables(raw: str) -> tuple[tuple[str, str], ...]:
@@ -81,30 +68,30 @@ def parse_tables(raw: str) -> tuple[tuple[str, str], ...]:
 
 def load_settings(env: Mapping[str, str] | None = None) -> BackupSettings:
     env = os.environ if env is None else env
-    prefix = _get(env, Env.RESTORE_PREFIX)
+    prefix = env_value(env, Env.RESTORE_PREFIX)
     if not _PREFIX.match(prefix) or len(prefix) > PREFIX_MAX:
         raise errors.ConfigError(
             f"{Env.RESTORE_PREFIX}={prefix!r}: lowercase letters, digits and single hyphens, at most {PREFIX_MAX}"
         )
-    cluster_id = _get(env, Env.CLUSTER_ID)
+    cluster_id = env_value(env, Env.CLUSTER_ID)
     if cluster_id.startswith(prefix + "-"):
         raise errors.ConfigError(f"the cluster {cluster_id} must not carry the temporary prefix {prefix}-")
-    ratio_min = _num(env, Env.RESTORE_SIZE_RATIO_MIN, "0.5")
-    ratio_max = _num(env, Env.RESTORE_SIZE_RATIO_MAX, "2.0")
+    ratio_min = _positive(env, Env.RESTORE_SIZE_RATIO_MIN, 0.5)
+    ratio_max = _positive(env, Env.RESTORE_SIZE_RATIO_MAX, 2.0)
     if ratio_min >= ratio_max:
         raise errors.ConfigError(f"{Env.RESTORE_SIZE_RATIO_MIN} must be below {Env.RESTORE_SIZE_RATIO_MAX}")
     return BackupSettings(
         cluster_id=cluster_id,
-        kms_key_arn=_get(env, Env.BACKUP_KMS_KEY_ARN),
-        retention_days=_num(env, Env.BACKUP_RETENTION_DAYS, None, int),
-        subnet_group=_get(env, Env.DB_SUBNET_GROUP),
-        security_group_id=_get(env, Env.DB_SECURITY_GROUP_ID),
-        instance_class=_get(env, Env.RESTORE_INSTANCE_CLASS, Backup.DEFAULT_INSTANCE_CLASS),
+        kms_key_arn=env_value(env, Env.BACKUP_KMS_KEY_ARN),
+        retention_days=env_number(env, Env.BACKUP_RETENTION_DAYS, None, int, positive=True),
+        subnet_group=env_value(env, Env.DB_SUBNET_GROUP),
+        security_group_id=env_value(env, Env.DB_SECURITY_GROUP_ID),
+        instance_class=env_value(env, Env.RESTORE_INSTANCE_CLASS, Backup.DEFAULT_INSTANCE_CLASS),
         cluster_parameter_group=env.get(Env.DB_CLUSTER_PARAMETER_GROUP) or None,
         prefix=prefix,
-        restore_deadline_s=_num(env, Env.RESTORE_DEADLINE_S, str(Backup.RESTORE_DEADLINE_S)),
-        cleanup_deadline_s=_num(env, Env.CLEANUP_DEADLINE_S, str(Backup.CLEANUP_DEADLINE_S)),
-        credentials_wait_s=_num(env, Env.CREDENTIALS_WAIT_S, str(Backup.CREDENTIALS_WAIT_S)),
+        restore_deadline_s=_positive(env, Env.RESTORE_DEADLINE_S, Backup.RESTORE_DEADLINE_S),
+        cleanup_deadline_s=_positive(env, Env.CLEANUP_DEADLINE_S, Backup.CLEANUP_DEADLINE_S),
+        credentials_wait_s=_positive(env, Env.CREDENTIALS_WAIT_S, Backup.CREDENTIALS_WAIT_S),
         key_tables=parse_tables(env.get(Env.RESTORE_KEY_TABLES) or ""),
         size_ratio_min=ratio_min,
         size_ratio_max=ratio_max,
@@ -335,16 +322,6 @@ def evaluate(facts: BackupFacts, kms_key_arn: str, retention_days: int) -> Backu
 
 
 # ---- notification text (pure) -----------------------------------------------------------------
-def ascii_subject(text: str) -> str:
-    """SNS subjects: ASCII, one line, under 100 characters."""
-    flat = " ".join(text.split()).encode("ascii", "replace").decode()
-    return flat if len(flat) <= SUBJECT_MAX else flat[: SUBJECT_MAX - 3] + "..."
-
-
-def when(epoch_s: float) -> str:
-    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def compose_check(report: BackupReport) -> tuple[str, str]:
     failures = report.failures
     subject = ascii_subject(
@@ -359,7 +336,7 @@ def compose_check(report: BackupReport) -> tuple[str, str]:
         "Checks:",
         *(f"  [{'ok' if c.ok else 'FAILED'}] {c.name}: {c.reason}" for c in report.checks),
         "",
-        "First actions: see docs/runbook.md, section 'Restoring from backup'.",
+        RESTORE_ACTIONS,
         f"Time:         {when(report.checked_at)}",
     ]
     return subject, "\n".join(lines) + "\n"

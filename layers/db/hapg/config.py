@@ -49,56 +49,58 @@ class Settings:
     app_secret_arn: str | None = None
 
 
-def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+def env_value(env: Mapping[str, str], name: str, default: str | None = None) -> str:
     value = env.get(name, default)
     if value is None or value == "":
         raise ConfigError(f"environment variable {name} is required")
     return value
 
 
-def _num(env: Mapping[str, str], name: str, default: str, kind: type = int) -> int | float:
-    raw = _get(env, name, default)
+def env_number(
+    env: Mapping[str, str], name: str, default: str | None, kind: type = int, *, positive: bool = False
+) -> int | float:
+    raw = env_value(env, name, default)
     try:
         value = kind(raw)
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r} is not a number") from exc
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative")
+    if value < 0 or positive and value == 0:
+        raise ConfigError(f"{name} must {'be positive' if positive else 'not be negative'}")
     return value
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    port = _get(env, Env.DB_PORT, "5432")
-    sslmode = _get(env, Env.DB_SSLMODE, "verify-full")
+    port = env_value(env, Env.DB_PORT, "5432")
+    sslmode = env_value(env, Env.DB_SSLMODE, "verify-full")
     if sslmode not in SSL_MODES:
         raise ConfigError(f"{Env.DB_SSLMODE} must be one of {', '.join(SSL_MODES)}")
     proxy = env.get(Env.DB_PROXY_ENDPOINT)
     db = DbSettings(
-        secret_arn=_get(env, Env.DB_SECRET_ARN),
-        dbname=_get(env, Env.DB_NAME, DB_NAME),
-        writer=Endpoint.parse(_get(env, Env.DB_WRITER_ENDPOINT), port),
-        reader=Endpoint.parse(_get(env, Env.DB_READER_ENDPOINT), port),
+        secret_arn=env_value(env, Env.DB_SECRET_ARN),
+        dbname=env_value(env, Env.DB_NAME, DB_NAME),
+        writer=Endpoint.parse(env_value(env, Env.DB_WRITER_ENDPOINT), port),
+        reader=Endpoint.parse(env_value(env, Env.DB_READER_ENDPOINT), port),
         sslmode=sslmode,
-        sslrootcert=_get(env, Env.DB_SSL_ROOT_CERT, CA_BUNDLE),
-        connect_timeout_s=_num(env, Env.DB_CONNECT_TIMEOUT, "5", float),
-        statement_timeout_ms=_num(env, Env.DB_STATEMENT_TIMEOUT_MS, "5000"),
+        sslrootcert=env_value(env, Env.DB_SSL_ROOT_CERT, CA_BUNDLE),
+        connect_timeout_s=env_number(env, Env.DB_CONNECT_TIMEOUT, "5", float),
+        statement_timeout_ms=env_number(env, Env.DB_STATEMENT_TIMEOUT_MS, "5000"),
         proxy=Endpoint.parse(proxy, port) if proxy else None,
-        proxy_sslrootcert=_get(env, Env.DB_PROXY_SSL_ROOT_CERT, PROXY_CA_BUNDLE),
+        proxy_sslrootcert=env_value(env, Env.DB_PROXY_SSL_ROOT_CERT, PROXY_CA_BUNDLE),
     )
     return Settings(
-        cluster_id=_get(env, Env.CLUSTER_ID),
+        cluster_id=env_value(env, Env.CLUSTER_ID),
         db=db,
         state_table=env.get(Env.STATE_TABLE) or None,
         topic_arn=env.get(Env.ALERT_TOPIC_ARN) or None,
-        max_lag_ms=_num(env, Env.MAX_LAG_MS, "1000"),
-        cooldown_s=_num(env, Env.FAILOVER_COOLDOWN_S, "300"),
-        drain_grace_s=_num(env, Env.DRAIN_GRACE_S, "5", float),
-        secret_cache_s=_num(env, Env.SECRET_CACHE_TTL_S, "300"),
-        lock_ttl_s=_num(env, Env.LOCK_TTL_S, str(Timing.LOCK_TTL_S), float),
-        promote_deadline_s=_num(env, Env.PROMOTE_DEADLINE_S, str(Timing.PROMOTE_DEADLINE_S), float),
-        poll_interval_s=_num(env, Env.STATUS_POLL_INTERVAL_S, "1", float),
-        poll_window_s=_num(env, Env.STATUS_POLL_WINDOW_S, str(Timing.STATUS_POLL_WINDOW_S), float),
-        stale_event_s=_num(env, Env.STALE_EVENT_S, "900", float),
+        max_lag_ms=env_number(env, Env.MAX_LAG_MS, str(Timing.MAX_LAG_MS)),
+        cooldown_s=env_number(env, Env.FAILOVER_COOLDOWN_S, "300"),
+        drain_grace_s=env_number(env, Env.DRAIN_GRACE_S, "5", float),
+        secret_cache_s=env_number(env, Env.SECRET_CACHE_TTL_S, "300"),
+        lock_ttl_s=env_number(env, Env.LOCK_TTL_S, str(Timing.LOCK_TTL_S), float),
+        promote_deadline_s=env_number(env, Env.PROMOTE_DEADLINE_S, str(Timing.PROMOTE_DEADLINE_S), float),
+        poll_interval_s=env_number(env, Env.STATUS_POLL_INTERVAL_S, "1", float),
+        poll_window_s=env_number(env, Env.STATUS_POLL_WINDOW_S, str(Timing.STATUS_POLL_WINDOW_S), float),
+        stale_event_s=env_number(env, Env.STALE_EVENT_S, "900", float),
         app_secret_arn=env.get(Env.APP_SECRET_ARN) or None,
     )

@@ -1,7 +1,7 @@
 """The state table: failover history, the failover lock (read side) and control flags.
 
 One DynamoDB table, composite key (pk, sk), TTL on `expires_at`:
-  HISTORY#<cluster> / <finished iso>#<execution>   one item per execution that got a lock
+  HISTORY#<cluster> / <started iso>#<execution>    one item per recorded execution
   LOCK#<cluster>    / lock                         written by the state machine (conditional put)
   CONTROL#<cluster> / maintenance                  set by operators (runbook)
   RESTORE#<cluster> / <started iso>#<execution>    restore-test results (hapg.restore_report)
@@ -15,7 +15,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from hapg import aws
+from hapg import aws, errors
 from hapg.models import HistoryRecord, to_dict
 from hapg.names import Table
 
@@ -93,20 +93,30 @@ class StateTable:
 
     def put(self, record: HistoryRecord) -> bool:
         """Write once per execution; a retried `record` step finds it there and returns False."""
-        item = {
-            Table.PK: f"{Table.HISTORY_PREFIX}{self.cluster_id}",
-            Table.SK: sort_key(record.finished_at, record.execution),
-            Table.TTL: int(record.finished_at + HISTORY_RETENTION_S),
-            **to_dict(record),
-        }
-        if self.recorded(record.execution):
-            return False
-        with aws.call("dynamodb:PutItem"):
-            self.client.put_item(TableName=self.table_name, Item=serialize(item))
-        return True
+        return self.put_once(
+            Table.HISTORY_PREFIX,
+            record.started_at,
+            record.execution,
+            {Table.TTL: int(record.finished_at + HISTORY_RETENTION_S), **to_dict(record)},
+        )
 
-    def recorded(self, execution: str) -> bool:
-        return any(r.execution == execution for r in self.recent(limit=25))
+    def put_once(self, prefix: str, started_at: float, execution: str, item: dict[str, Any]) -> bool:
+        """Put `item` at (prefix+cluster, <started_at>#<execution>) unless it is there already. Both
+        parts of the key are fixed when the execution starts, so every retry targets the same item."""
+        key = {Table.PK: f"{prefix}{self.cluster_id}", Table.SK: sort_key(started_at, execution)}
+        try:
+            with aws.call("dynamodb:PutItem"):
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize({**key, **item}),
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": Table.PK},
+                )
+        except errors.AwsRequestFailed as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     # -- lock and control -----------------------------------------------------------------
     def lock_owner(self, now: float | None = None) -> str | None:

@@ -289,6 +289,7 @@ class Timing:
     PROMOTE_DEADLINE_S = 300  # promote -> new writer available, else PromotionTimedOut
     STATUS_POLL_WINDOW_S = 20  # one `status` call long-polls this long at most
     WAIT_BETWEEN_POLLS_S = 1  # ASL Wait between status calls (issue: <= 2 s)
+    MAX_LAG_MS = 1000  # default: the planner refuses a target lagging more; the lag alarm's threshold
 
 
 class Backup:

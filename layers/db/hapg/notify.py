@@ -14,6 +14,8 @@ from hapg.names import Mode, Outcome
 
 SUBJECT_MAX = 99
 RUNBOOK = "docs/runbook.md"
+RESTORE_ACTIONS = f"First actions: see {RUNBOOK}, section 'Restoring from backup'."
+RECORD_FAILED = "could not record its outcome"  # the ASL's record-fallback subjects say this
 
 _WHAT = {
     Mode.SWITCHOVER: "Switchover",
@@ -30,6 +32,11 @@ _VERB = {
 }
 
 
+def is_failure(subject_line: str) -> bool:
+    """Does a subject made by subject() (or the record fallback) announce a failed run?"""
+    return f" {_VERB[Outcome.FAILED]}" in subject_line or RECORD_FAILED in subject_line
+
+
 def subject(record: HistoryRecord, cluster_id: str) -> str:
     what = _WHAT.get(record.mode, "Failover").split(" (")[0]
     text = f"[{cluster_id}] {what} {_VERB.get(record.outcome, record.outcome)}"
@@ -43,8 +50,13 @@ def subject(record: HistoryRecord, cluster_id: str) -> str:
     total = record.phases_ms.get("total")
     if total is not None and record.outcome in (Outcome.SUCCEEDED, Outcome.VERIFIED, Outcome.FAILED):
         text += f" ({total / 1000:.1f} s)"
-    ascii_only = text.encode("ascii", "replace").decode()
-    return ascii_only if len(ascii_only) <= SUBJECT_MAX else ascii_only[: SUBJECT_MAX - 3] + "..."
+    return ascii_subject(text)
+
+
+def ascii_subject(text: str) -> str:
+    """SNS subjects: ASCII, one line, under 100 characters."""
+    flat = " ".join(text.split()).encode("ascii", "replace").decode()
+    return flat if len(flat) <= SUBJECT_MAX else flat[: SUBJECT_MAX - 3] + "..."
 
 
 def _ms(value: float | None) -> str:
@@ -53,7 +65,7 @@ def _ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"
 
 
-def _when(epoch: float) -> str:
+def when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -78,7 +90,7 @@ def compose(record: HistoryRecord, state: dict[str, Any], cluster_id: str, maint
     lines += _details(state)
     if record.outcome == Outcome.FAILED:
         lines += ["", f"First actions: see {RUNBOOK}, section 'Reading a failure notification'."]
-    lines += ["", f"Execution:    {record.execution}", f"Time:         {_when(record.finished_at)}"]
+    lines += ["", f"Execution:    {record.execution}", f"Time:         {when(record.finished_at)}"]
     return subject(record, cluster_id), "\n".join(lines) + "\n"
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from hapg import aws, errors
-from hapg.backups import when
 from hapg.names import Backup, Table
+from hapg.notify import when
 from hapg.restore_run import Deps, Request
 from hapg.telemetry import child_logger
 

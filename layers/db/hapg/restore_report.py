@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hapg import aws, errors
-from hapg.backups import ascii_subject, when
-from hapg.history import HISTORY_RETENTION_S, serialize, sort_key
+from hapg import errors
+from hapg.history import HISTORY_RETENTION_S, StateTable
 from hapg.names import Outcome, Table
+from hapg.notify import RESTORE_ACTIONS, ascii_subject, when
 from hapg.outcome import error_text
 from hapg.restore_run import Deps
 from hapg.telemetry import child_logger
@@ -85,7 +85,7 @@ def compose(summary: dict[str, Any], request: dict[str, Any], source_cluster: st
         f"Cleaned up:   {'yes' if summary['cleaned_up'] else 'NO - delete the temporary cluster by hand (runbook)'}",
     ]
     if failed:
-        lines += ["", "First actions: see docs/runbook.md, section 'Restoring from backup'."]
+        lines += ["", RESTORE_ACTIONS]
     lines += ["", f"Execution:    {request.get('execution', '-')}", f"Time:         {when(summary['finished_at'])}"]
     return ascii_subject(subject), "\n".join(lines) + "\n"
 
@@ -96,23 +96,6 @@ def put_history(summary: dict[str, Any], execution: str, deps: Deps) -> bool:
     if not table:
         log.warning("no state table configured: the restore test result is not recorded")
         return True
-    item = {
-        Table.PK: f"{Table.RESTORE_PREFIX}{deps.settings.cluster_id}",
-        Table.SK: sort_key(summary["started_at"], execution),
-        Table.TTL: int(summary["finished_at"] + HISTORY_RETENTION_S),
-        "execution": execution,
-        **summary,
-    }
-    try:
-        with aws.call("dynamodb:PutItem"):
-            deps.dynamodb().put_item(
-                TableName=table,
-                Item=serialize(item),
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": Table.PK},
-            )
-    except errors.AwsRequestFailed as exc:
-        if aws.error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    item = {Table.TTL: int(summary["finished_at"] + HISTORY_RETENTION_S), "execution": execution, **summary}
+    state = StateTable(table, deps.settings.cluster_id, deps.dynamodb())
+    return state.put_once(Table.RESTORE_PREFIX, summary["started_at"], execution, item)
