@@ -16,7 +16,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test lint ruff cfn-lint checkov asl-lint pytest sam-build build render \
+.PHONY: help setup pg-ready test lint ruff cfn-lint checkov asl-lint pytest sam-build build render \
         rehearse run-local bench chaos clean
 
 help:
@@ -40,10 +40,11 @@ node_modules/.stamp: package.json package-lock.json
 	@scripts/bootstrap.sh node
 	@touch $@
 
-.pg-ready:
+# no stamp: a cheap check every time (PostgreSQL lives outside the repo; PG_BIN may change)
+pg-ready:
 	@scripts/bootstrap.sh pg
 
-setup: $(VENV)/.stamp .venv-checkov/.stamp node_modules/.stamp .pg-ready
+setup: $(VENV)/.stamp .venv-checkov/.stamp node_modules/.stamp pg-ready
 
 # ---- the one test command -------------------------------------------------------------
 test: setup
@@ -70,7 +71,7 @@ asl-lint: $(VENV)/.stamp node_modules/.stamp
 	  node_modules/.bin/asl-validator --silent --json-path "$$f" || exit 1; \
 	done
 
-pytest: $(VENV)/.stamp .pg-ready
+pytest: $(VENV)/.stamp pg-ready
 	$(PY) -m pytest
 
 sam-build build: $(VENV)/.stamp
@@ -82,16 +83,16 @@ render: $(VENV)/.stamp
 	PYTHONPATH=layers/db $(PY) -m observability.render
 
 # ---- local runs, benchmarks, fault campaign -------------------------------------------
-rehearse: $(VENV)/.stamp .pg-ready
+rehearse: $(VENV)/.stamp pg-ready
 	$(PY) -m local.rehearse --scenario $(SCENARIO)
 
-run-local: $(VENV)/.stamp .pg-ready
+run-local: $(VENV)/.stamp pg-ready
 	$(PY) -m local.rehearse --input $(INPUT)
 
-bench: $(VENV)/.stamp .pg-ready
+bench: $(VENV)/.stamp pg-ready
 	$(PY) -m bench.run --runs $(RUNS)
 
-chaos: $(VENV)/.stamp .pg-ready
+chaos: $(VENV)/.stamp pg-ready
 	$(PY) -m bench.chaos --runs $(CHAOS_RUNS)
 
 clean:

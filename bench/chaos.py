@@ -32,14 +32,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import env
+from hapg.names import Action, Function, Kind, Outcome, RdsEvent, State
+from hapg.notify import is_failure
+
+from local import env
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "chaos"
-DEFINED = {"succeeded", "verified", "refused", "skipped", "failed"}
+DEFINED = {Outcome.SUCCEEDED, Outcome.VERIFIED, Outcome.REFUSED, Outcome.SKIPPED, Outcome.FAILED}
 RUN_TIMEOUT_S = 120.0  # one execution
 LOCK_TTL_S = 4  # the lock-holder scenario: short, so recovery through expiry is quick
-SWITCHOVER = {"action": "switchover", "reason": "chaos"}
+SWITCHOVER = {"action": Kind.SWITCHOVER, "reason": "chaos"}
 
 
 @dataclass
@@ -85,17 +88,17 @@ def _crash_during(st, function_dir: str, action: str, victim: Callable, delay_s:
 
 
 def primary_killed_mid_drain(st) -> Ctx:
-    _crash_during(st, "connection_drainer", "drain", st.writer, 0.01)
+    _crash_during(st, Function.CONNECTION_DRAINER, Action.DRAIN, st.writer, 0.01)
     return Ctx([st.run(SWITCHOVER, timeout_s=RUN_TIMEOUT_S)])
 
 
 def primary_killed_mid_promote(st) -> Ctx:
-    _crash_during(st, "failover_coordinator", "promote", st.writer, 0.01)
+    _crash_during(st, Function.FAILOVER_COORDINATOR, Action.PROMOTE, st.writer, 0.01)
     return Ctx([st.run(SWITCHOVER, timeout_s=RUN_TIMEOUT_S)])
 
 
 def standby_killed_before_promote(st) -> Ctx:
-    _crash_during(st, "failover_coordinator", "promote", lambda: _other(st), 0.0)
+    _crash_during(st, Function.FAILOVER_COORDINATOR, Action.PROMOTE, lambda: _other(st), 0.0)
     return Ctx([st.run(SWITCHOVER, timeout_s=RUN_TIMEOUT_S)])
 
 
@@ -110,11 +113,11 @@ def db_process_stopped(st) -> Ctx:
     writer = st.writer()
 
     def fault(event) -> None:
-        if event.get("action") == "drain":
+        if event.get("action") == Action.DRAIN:
             writer.freeze()
             threading.Timer(3.0, writer.thaw).start()
 
-    st.executor.inject("connection_drainer", fault)
+    st.executor.inject(Function.CONNECTION_DRAINER, fault)
     try:
         return Ctx([st.run(SWITCHOVER, timeout_s=RUN_TIMEOUT_S)])
     finally:
@@ -135,8 +138,8 @@ def lambda_errors(st) -> Ctx:
 
     from local.executor import FunctionError
 
-    st.executor.fail_next("connection_drainer", FunctionError("Lambda.ServiceException", "injected"))
-    st.executor.fail_next("failover_coordinator", DatabaseUnavailable("injected: connection reset"), times=2)
+    st.executor.fail_next(Function.CONNECTION_DRAINER, FunctionError("Lambda.ServiceException", "injected"))
+    st.executor.fail_next(Function.FAILOVER_COORDINATOR, DatabaseUnavailable("injected: connection reset"), times=2)
     return Ctx([st.run(SWITCHOVER, timeout_s=RUN_TIMEOUT_S)])
 
 
@@ -144,11 +147,11 @@ def lambda_timeouts(st) -> Ctx:
     from local.executor import TaskTimedOut
 
     def on_promote(event) -> None:
-        if event.get("action") == "promote":
+        if event.get("action") == Action.PROMOTE:
             raise TaskTimedOut("injected: the promote Task's TimeoutSeconds fired")
 
-    st.executor.timeout_next("connection_drainer")  # Sandbox.Timedout on the drain
-    st.executor.inject("failover_coordinator", on_promote)  # States.Timeout on the promote
+    st.executor.timeout_next(Function.CONNECTION_DRAINER)  # Sandbox.Timedout on the drain
+    st.executor.inject(Function.FAILOVER_COORDINATOR, on_promote)  # States.Timeout on the promote
     return Ctx([st.run(SWITCHOVER, timeout_s=RUN_TIMEOUT_S)])
 
 
@@ -161,8 +164,6 @@ def duplicate_events(st) -> Ctx:
 
 def out_of_order_events(st) -> Ctx:
     """Aurora's completion (0071) arrives before its start (0073), both after the failover they describe."""
-    from hapg.names import RdsEvent
-
     from local.stack import rds_event
 
     first = st.run(SWITCHOVER, timeout_s=RUN_TIMEOUT_S)
@@ -179,8 +180,6 @@ def concurrent_switchovers(st) -> Ctx:
 def lock_holder_crash(st) -> Ctx:
     """The execution holding the lock dies mid-drain (stopped: it never releases the lock). Another
     switchover is refused while the lock lives, and succeeds once its TTL has passed."""
-    from hapg.names import State
-
     from local.scenarios import _wait_for_state
 
     st.configure(LOCK_TTL_S=str(LOCK_TTL_S))
@@ -189,9 +188,9 @@ def lock_holder_crash(st) -> Ctx:
     st.executor._sfn.stop_execution(executionArn=holder, error="Chaos.Crash", cause="lock holder crashed")
     crashed = st.executor.wait(holder, RUN_TIMEOUT_S)
     during = st.run({**SWITCHOVER, "reason": "chaos: while the lock lives"}, timeout_s=RUN_TIMEOUT_S)
-    expires = int((st.lock_item() or {}).get("expires_at", {}).get("N", "0"))
     deadline = time.monotonic() + LOCK_TTL_S + 5
-    while time.time() <= expires + 1 and time.monotonic() < deadline:
+    # a second of margin: the workflow's lock condition compares whole seconds
+    while st.lock_owner(time.time() - 1) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     st.cluster.wait_rejoined(60)
     after = st.run({**SWITCHOVER, "reason": "chaos: after the lock expired", "force": True}, timeout_s=RUN_TIMEOUT_S)
@@ -199,8 +198,6 @@ def lock_holder_crash(st) -> Ctx:
 
 
 def unplanned(st) -> Ctx:
-    from hapg.names import RdsEvent
-
     from local.stack import rds_event
 
     st.writer().crash()
@@ -284,22 +281,21 @@ def judge(name: str, st, wl, ctx: Ctx) -> RunResult:
     outcomes, statuses = [], []
     notes = st.notifications()
     for r in ctx.executions:
-        outcome = r.output.get("outcome") if isinstance(r.output, dict) else None
-        if r.status == "FAILED" and r.error == "FailoverFailed":
-            outcome = "failed"  # the Fail state: record and notify ran before it
+        outcome = r.outcome
+        if r.status == "FAILED" and r.error == State.FAILED_ERROR:
+            outcome = Outcome.FAILED  # the Fail state: record and notify ran before it
         outcomes.append(outcome or r.status.lower())
         statuses.append(r.status)
         if r.execution_arn in ctx.killed:
             continue
         if r.status not in ("SUCCEEDED", "FAILED") or outcome not in DEFINED:
             problems.append(f"{_short(r)} ended {r.status} ({r.error}: {str(r.cause)[:200]}), outcome {outcome}")
-    failed = sum(1 for o in outcomes if o == "failed")
-    failure_notes = sum(1 for n in notes if "fail" in (n.get("Subject") or "").lower())
+    failed = sum(1 for o in outcomes if o == Outcome.FAILED)
+    failure_notes = sum(1 for n in notes if is_failure(n.get("Subject") or ""))
     if failed > failure_notes:
         problems.append(f"{failed} failed execution(s) but {failure_notes} failure notification(s)")
-    lock = st.lock_item()
-    if lock is not None and int(lock.get("expires_at", {}).get("N", "0")) > time.time():
-        problems.append(f"the lock is still held by {lock.get('owner', {}).get('S')}")
+    if (owner := st.lock_owner()) is not None:
+        problems.append(f"the lock is still held by {owner}")
     prims = promote_problems(st, ctx, problems)
     lost = _lost(st, wl)
     if lost is None:
@@ -316,9 +312,11 @@ def judge(name: str, st, wl, ctx: Ctx) -> RunResult:
 
 def promote_problems(st, ctx: Ctx, problems: list[str]) -> list:
     """Never more promotes than the scenario allows, never two at once. Returns the primitives."""
-    promotes = [i for i in st.executor.invocations() if isinstance(i.result, dict) and i.result.get("called")]
-    if len(promotes) > ctx.max_promotes:
-        problems.append(f"{len(promotes)} promotes (at most {ctx.max_promotes})")
+    from local.stack import promotes
+
+    called = promotes(st.executor)
+    if len(called) > ctx.max_promotes:
+        problems.append(f"{len(called)} promotes (at most {ctx.max_promotes})")
     prims = sorted(st.cluster.primitives, key=lambda p: p.started)
     for a, b in zip(prims, prims[1:], strict=False):
         if a.promoted is None or b.started < a.promoted:
@@ -327,12 +325,11 @@ def promote_problems(st, ctx: Ctx, problems: list[str]) -> list:
 
 
 def _lost(st, wl) -> int | None:
-    """Acknowledged commits missing on the final writer; None when there is no writer to ask."""
-    writer = st.writer()
-    if writer is None or not writer.is_running():
-        return None
-    with contextlib.closing(writer.connect("financialdb")) as conn:
-        return len(wl.lost(conn))
+    """How many acknowledged commits are missing on the final writer; None when there is no writer to ask."""
+    from local.workload import lost_commits
+
+    lost = lost_commits(wl, st.writer())
+    return None if lost is None else len(lost)
 
 
 def _short(r) -> str:
@@ -378,7 +375,7 @@ def soak(switchovers: int = 20, threads: int = 8, say=print) -> dict:
                 st.cluster.wait_rejoined(60)  # the previous old writer is a reader again
                 before = st.writer().name
                 r = st.run({**SWITCHOVER, "reason": f"soak #{i + 1}"}, timeout_s=RUN_TIMEOUT_S)
-                outcome = r.output.get("outcome") if isinstance(r.output, dict) else r.status
+                outcome = r.outcome or r.status
                 rows.append(
                     {"n": i + 1, "from": before, "to": st.writer().name, "status": r.status, "outcome": outcome}
                 )
@@ -392,7 +389,7 @@ def soak(switchovers: int = 20, threads: int = 8, say=print) -> dict:
         moved = sum(1 for row in rows if row["from"] != row["to"])
     return {
         "switchovers": switchovers,
-        "succeeded": sum(1 for row in rows if row["outcome"] == "succeeded"),
+        "succeeded": sum(1 for row in rows if row["outcome"] == Outcome.SUCCEEDED),
         "writer_moved": moved,
         "acked_commits": len(wl.acks),
         "lost_commits": lost,

@@ -13,8 +13,9 @@ from its REST API for the report.
   leader acknowledges. The crashed node's Patroni is then restarted (it rejoins, pg_rewind) before
   the next run.
 
-Installs what it needs itself, never into the product: etcd from Debian's `etcd-server` (apt), and
-Patroni into its own venv built from /usr/bin/python3 ($HAPG_PATRONI_VENV, default
+Installs what it needs itself, never into the product: etcd from Debian's `etcd-server` and venv
+support for /usr/bin/python3 (`python3-venv`) with apt through scripts/bootstrap.sh (sudo unless root),
+and Patroni (pinned) into its own venv built from /usr/bin/python3 ($HAPG_PATRONI_VENV, default
 /opt/hapg-bench/patroni-venv: the postgres OS user cannot run a Python that lives under /root).
 Everything listens on 127.0.0.1; every process started here is stopped by its PID (try/finally).
 """
@@ -24,9 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -35,14 +34,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hapg.names import DB_NAME, Rotation
+
+from bench.results import summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOTSTRAP = ROOT / "scripts" / "bootstrap.sh"
 VENV = Path(os.environ.get("HAPG_PATRONI_VENV", "/opt/hapg-bench/patroni-venv"))
 SYSTEM_PYTHON = "/usr/bin/python3"
-PATRONI_PACKAGES = ["patroni[etcd3]", "psycopg2-binary"]
-APT_PACKAGES = ["etcd-server", "etcd-client"]
+PATRONI_VERSION = "4.1.5"  # the version behind the README's figures
+PATRONI_PACKAGES = [f"patroni[etcd3]=={PATRONI_VERSION}", "psycopg2-binary"]
 SCOPE = "hapg-bench"
 NAMES = ("pg-a", "pg-b")
-APP_USER = "hapg_app"
-DB = "financialdb"
+APP_USER = Rotation.APP_USER
 PATRONI_DEFAULTS = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10}  # Patroni's documented defaults
 READY_TIMEOUT_S = 180.0
 SWITCH_TIMEOUT_S = 120.0
@@ -56,25 +60,32 @@ def say(text: str) -> None:
 
 # ---- installation (the bench's own, never the product's) -------------------------------------
 def ensure_installed() -> dict[str, str]:
-    """etcd from apt and Patroni in its own venv, if missing; returns their versions."""
-    if shutil.which("etcd") is None:
-        say("   installing etcd-server with apt (first use)")
-        cmd = ["apt-get", "install", "-y", "-q", *APT_PACKAGES]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(cmd, env=env, capture_output=True, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
-            subprocess.run(cmd, env=env, capture_output=True, check=True)
-    if not (VENV / "bin" / "patroni").exists():
-        say(f"   installing Patroni into {VENV} (first use)")
+    """etcd and python3-venv from apt (scripts/bootstrap.sh: only what is missing, sudo unless root), then
+    Patroni PATRONI_VERSION in its own venv unless it is there; returns their versions."""
+    subprocess.run([str(BOOTSTRAP), "bench"], check=True)  # its errors go to our stderr
+    if _patroni_version() != PATRONI_VERSION:
+        say(f"   installing Patroni {PATRONI_VERSION} into {VENV} (first use)")
         VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(VENV)], check=True, capture_output=True)
-        pip = [str(VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, *PATRONI_PACKAGES], check=True, capture_output=True)
+        _run([SYSTEM_PYTHON, "-m", "venv", str(VENV)])
+        _run([str(VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *PATRONI_PACKAGES])
     for path in (VENV.parent, VENV):  # the postgres OS user runs Patroni from here
         path.chmod(path.stat().st_mode | 0o755)
-    patroni = subprocess.run([str(VENV / "bin" / "patroni"), "--version"], capture_output=True, text=True, check=True)
-    etcd = subprocess.run(["etcd", "--version"], capture_output=True, text=True, check=True)
-    return {"patroni": patroni.stdout.split()[-1], "etcd": etcd.stdout.split("\n", 1)[0].split()[-1]}
+    etcd = _run(["etcd", "--version"])
+    return {"patroni": _patroni_version(), "etcd": etcd.split("\n", 1)[0].split()[-1]}
+
+
+def _patroni_version() -> str | None:
+    patroni = VENV / "bin" / "patroni"
+    return _run([str(patroni), "--version"]).split()[-1] if patroni.exists() else None
+
+
+def _run(argv: list[str]) -> str:
+    """Run an installer step; its stdout, or a RuntimeError carrying the end of its stderr."""
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        output = (proc.stderr or proc.stdout).strip()[-2000:]
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{output}")
+    return proc.stdout
 
 
 # ---- the cluster ---------------------------------------------------------------------------------
@@ -195,16 +206,9 @@ class PatroniCluster:
     def crash(self, name: str) -> None:
         """A host crash: freeze then kill Patroni, the postmaster and every backend, by PID."""
         member = self.members[name]
-        victims = [
-            p for p in [member.proc.pid if member.proc else None, member.node.pid(), *member.node.children()] if p
-        ]
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for pid in victims:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
+        member.node.crash(also=[member.proc.pid] if member.proc else [])
         if member.proc is not None:
             member.proc.wait(10)
-        (member.node.data / "postmaster.pid").unlink(missing_ok=True)
 
     # -- state --------------------------------------------------------------------------------------
     def cluster(self) -> dict:
@@ -256,7 +260,7 @@ class PatroniCluster:
             APP_USER,
             self.app_password,
             str(self.sandbox.tls.ca_cert),
-            DB,
+            DB_NAME,
             threads,
         )
 
@@ -265,13 +269,11 @@ class PatroniCluster:
 
     # -- setup ----------------------------------------------------------------------------------------
     def _bootstrap_app(self) -> None:
-        from local.workload import SCHEMA_SQL, TABLE
+        from local.workload import bootstrap
 
         leader = self.members[NAMES[0]].node
-        leader.sql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD %s", (self.app_password,))
-        leader.sql(f"CREATE DATABASE {DB}")
-        leader.sql(SCHEMA_SQL, dbname=DB)
-        leader.sql(f"GRANT SELECT, INSERT ON {TABLE} TO {APP_USER}", dbname=DB)
+        leader.sql(f"CREATE DATABASE {DB_NAME}")
+        bootstrap(leader, APP_USER, self.app_password, DB_NAME)
 
     def _bin_dir(self, pg_bin: Path) -> Path:
         """PG_BIN itself, or with HAPG_DATA_PLANE_NICE a copy of it whose `postgres` starts at that nice
@@ -397,13 +399,12 @@ def _writes_flow(wl, leader: str) -> None:
 
 
 def _finish(cluster: PatroniCluster, wl, gap, new: str, seconds: float) -> Run:
-    with contextlib.closing(cluster.node(new).connect(DB)) as conn:
-        lost = len(wl.lost(conn))
-    return Run(gap[0], len(wl.acks), lost, new, round(seconds, 2), len(wl.errors))
+    from local.workload import lost_commits
 
-
-def summarize(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
+    lost = lost_commits(wl, cluster.node(new))
+    if lost is None:
+        raise RuntimeError(f"{new} is not running: no writer to check the acknowledged commits against")
+    return Run(gap[0], len(wl.acks), len(lost), new, round(seconds, 2), len(wl.errors))
 
 
 def _repeat(times: int, what: str, one: Callable[[], Run], cluster: PatroniCluster) -> list[Run]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
+
+from local.workload import RECONNECT_PAUSE_S
 
 CASES = {"planned": "Planned switchover", "unplanned": "Unplanned: kill -9 of the primary"}
 HOW = {
@@ -11,6 +14,11 @@ HOW = {
     ("ours", "unplanned"): "ours: RDS event → takeover",
     ("patroni", "unplanned"): "Patroni: leader key expires (ttl)",
 }
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """Median, min and max of per-run figures, rounded to 0.1."""
+    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
 
 
 def _ms(value: float | None) -> str:
@@ -34,7 +42,8 @@ def render(results: dict[str, Any]) -> str:
         f"Measured {results['date']} on {results['machine']} by `make bench` (RUNS={results['runs']}).",
         "",
         f"- Load: {results['writers']} writer threads in one process, autocommit INSERTs through the multi-host "
-        "read-write endpoint (TLS verify-full, SCRAM), reconnecting 5 ms after any error; synchronous "
+        f"read-write endpoint (TLS verify-full, SCRAM), reconnecting {RECONNECT_PAUSE_S * 1000:.0f} ms after any "
+        "error; synchronous "
         "replication (`synchronous_commit = remote_apply`) on both systems, the same PostgreSQL 15 binaries "
         "and server settings.",
         f"- Patroni {versions.get('patroni', '?')} + etcd {versions.get('etcd', '?')}: "
@@ -81,6 +90,7 @@ def render(results: dict[str, Any]) -> str:
             ("window_overhead_ms", "Outage added by the orchestration (window − primitive)"),
             ("execution_ms", "Execution, start to end"),
             ("orchestration_overhead_ms", "Orchestration overhead (execution − primitive)"),
+            ("replica_wait_ms", "… of which waiting for the old writer to rejoin as a reader"),
             ("overhead_excl_replica_wait_ms", "… without waiting for the old writer to rejoin as a reader"),
         ):
             s = detail.get(key)
@@ -90,7 +100,9 @@ def render(results: dict[str, Any]) -> str:
         lines += [f"| {name} | {_ms(ms)} |" for name, ms in (detail.get("per_state_ms") or {}).items()]
     foundation = results.get("foundation") or {}
     if foundation:
-        lines += ["", "## Lambda package", "", "| Handler | cold import (median of 5) |", "|---|---:|"]
+        runs = foundation.get("cold_import_runs")
+        median = f"median of {runs}" if runs else "median"
+        lines += ["", "## Lambda package", "", f"| Handler | cold import ({median}) |", "|---|---:|"]
         lines += [f"| {fn} | {_ms(ms)} |" for fn, ms in (foundation.get("cold_import_ms") or {}).items()]
         lines += ["", f"Layer, unzipped: **{foundation.get('layer_unzipped_mb')} MB**."]
     return "\n".join(lines) + "\n"

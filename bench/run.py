@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import env
+from local import env
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench"
@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "unplanned_note": (
             "Unplanned: ours receives the RDS failover event the moment the primary dies and takes over; "
-            "on AWS, Aurora detects the failure and fails over by itself first (typically under 30–60 s). "
+            "on AWS, Aurora detects the failure and fails over by itself first (not measured here: AWS documents "
+            "that its failover typically restores service in under 60 s, often under 30 s). "
             "Patroni notices through its leader key expiring (ttl)."
         ),
         "ours_detail": {**shared_detail, "cpu": SHARED},

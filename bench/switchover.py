@@ -9,9 +9,10 @@ Figures per run:
 - promote_primitive_ms: the stand-in for Aurora's own failover (fence + catch-up + promote).
 - window_overhead_ms: write_unavailable_ms - promote_primitive_ms, what the orchestration adds to the
   outage (drain, task transitions, the restore of the connection block).
-- orchestration_overhead_ms: execution - primitive (as `make rehearse` prints it), and
-  overhead_excl_replica_wait_ms, the same without the wait for the old writer to rejoin as a reader
-  (CheckReplicas/WaitForReplicas: Aurora's own work, after writes are back).
+- orchestration_overhead_ms: execution - primitive (as `make rehearse` prints it);
+  replica_wait_ms, the wait for the old writer to rejoin as a reader (CheckReplicas, AreReplicasBack,
+  WaitForReplicas: Aurora's own work, after writes are back); overhead_excl_replica_wait_ms, the
+  overhead without it.
 """
 
 from __future__ import annotations
@@ -20,23 +21,21 @@ import json
 import statistics
 from pathlib import Path
 
+from hapg.names import State
+
+from bench.results import summarize
+
 OUT = Path("build/bench/switchover.json")
-REPLICA_WAIT_STATES = ("CheckReplicas", "AreReplicasBack", "WaitForReplicas")
-PER_RUN = (
+REPLICA_WAIT_STATES = (State.REPLICAS, State.REPLICAS_BACK, State.WAIT_REPLICAS)
+SUMMARIZED = (  # median, min and max over the runs
     "write_unavailable_ms",
     "promote_primitive_ms",
     "window_overhead_ms",
     "orchestration_overhead_ms",
+    "replica_wait_ms",
     "overhead_excl_replica_wait_ms",
     "execution_ms",
-    "acked_commits",
-    "lost_commits",
-    "promotes",
 )
-
-
-def summarize(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
 
 
 def figures(report) -> dict:
@@ -47,6 +46,7 @@ def figures(report) -> dict:
         "promote_primitive_ms": report.promote_primitive_ms,
         "window_overhead_ms": round(report.write_unavailable_ms - report.promote_primitive_ms, 1),
         "orchestration_overhead_ms": report.orchestration_overhead_ms,
+        "replica_wait_ms": round(replica_wait, 1),
         "overhead_excl_replica_wait_ms": round(report.orchestration_overhead_ms - replica_wait, 1),
         "execution_ms": report.execution_ms,
         "acked_commits": report.acked_commits,
@@ -77,7 +77,7 @@ def run(runs: int = 5, scenario: str = "planned", threads: int = 20, out: Path =
         "runs": len(reports),
         "not_measured": [{"outcome": r.outcome, "checks": r.checks} for r in skipped],
         "writers": threads,
-        **{k: summarize([r[k] for r in per_run]) for k in PER_RUN[:6]},
+        **{k: summarize([r[k] for r in per_run]) for k in SUMMARIZED},
         "acked_commits": sum(r["acked_commits"] for r in per_run),
         "lost_commits": sum(r["lost_commits"] for r in per_run),
         "max_promotes": max(r["promotes"] for r in per_run),

@@ -19,6 +19,7 @@ import psycopg2
 from hapg import aws, errors
 from hapg.aurora import AuroraCluster
 from hapg.models import ClusterSnapshot, Endpoint, Member
+from hapg.names import AVAILABLE
 
 from local.pgnode import PgNode
 from local.pgpair import PgPair, set_sync
@@ -62,7 +63,7 @@ class LocalCluster:
     def snapshot(self, with_lag: bool = True) -> ClusterSnapshot:
         base = self.aurora.snapshot(with_lag)
         members = tuple(self._overlay(m) for m in base.members)
-        return dataclasses.replace(base, members=members, status="available")
+        return dataclasses.replace(base, members=members, status=AVAILABLE)
 
     def failover(self, target: str) -> None:
         with self._lock:
@@ -113,7 +114,7 @@ class LocalCluster:
         if m.instance_id in self._rejoining:
             status = "rebooting"
         elif node.is_running():
-            status = "available"
+            status = AVAILABLE
         else:
             status = "failed"
         endpoint = (

@@ -165,6 +165,11 @@ class ExecutionResult:
     def state_names(self) -> list[str]:
         return [span.name for span in self.states]
 
+    @property
+    def outcome(self) -> str | None:
+        """The workflow's `outcome` (names.Outcome) from its output; None when it returned no report."""
+        return self.output.get("outcome") if isinstance(self.output, dict) else None
+
     def timeline(self) -> str:
         """One line per state visit: offset from the start and duration, both in ms."""
         total_ms = (self.stopped_at - self.started_at) * 1000
@@ -530,32 +535,10 @@ class LocalExecutor:
         return fn
 
     def _role(self, name: str, principal: str) -> str:
-        iam = self._client("iam")
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}],
-        }
-        try:
-            return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-        except iam.exceptions.EntityAlreadyExistsException:  # a joined mock from an earlier executor
-            return iam.get_role(RoleName=name)["Role"]["Arn"]
+        return service_role(self._client("iam"), name, principal)
 
     def _create_function(self, name: str, timeout_s: float, env: dict[str, str]) -> str:
-        client = self._client("lambda")
-        try:
-            return client.create_function(
-                FunctionName=name,
-                Runtime=LAMBDA_RUNTIME,
-                Role=self._role(LAMBDA_ROLE, "lambda.amazonaws.com"),
-                Handler=LAMBDA_HANDLER,
-                Code={"ZipFile": _DUMMY_ZIP},
-                Timeout=max(1, math.ceil(timeout_s)),
-                Environment={"Variables": env},
-            )["FunctionArn"]
-        except ClientError as exc:  # a joined mock from an earlier executor
-            if exc.response["Error"]["Code"] != "ResourceConflictException":
-                raise
-            return client.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        return placeholder_function(self._client("lambda"), self._client("iam"), name, timeout_s, env)
 
     def _drain_queue(self, url: str) -> list[Notification]:
         sqs, out = self._client("sqs"), []
@@ -768,13 +751,46 @@ class _EnvOverlay:
                 os.environ[key] = original
 
 
+def service_role(iam: Any, name: str, principal: str) -> str:
+    """ARN of IAM role `name` that `principal` (e.g. lambda.amazonaws.com) may assume; created if missing."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}],
+    }
+    try:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:  # a joined mock from an earlier executor
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+
+
+def placeholder_function(
+    lambda_client: Any, iam: Any, name: str, timeout_s: float = 3, env: dict[str, str] | None = None
+) -> str:
+    """ARN of moto Lambda function `name` (created if missing) whose code never runs: a patched
+    LambdaFunction.invoke calls our handler in-process instead."""
+    try:
+        return lambda_client.create_function(
+            FunctionName=name,
+            Runtime=LAMBDA_RUNTIME,
+            Role=service_role(iam, LAMBDA_ROLE, "lambda.amazonaws.com"),
+            Handler=LAMBDA_HANDLER,
+            Code={"ZipFile": _DUMMY_ZIP},
+            Timeout=max(1, math.ceil(timeout_s)),
+            Environment={"Variables": env or {}},
+        )["FunctionArn"]
+    except ClientError as exc:  # a joined mock from an earlier executor
+        if exc.response["Error"]["Code"] != "ResourceConflictException":
+            raise
+        return lambda_client.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+
+
 def _dummy_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(
             "index.py",
             "def lambda_handler(event, context):\n"
-            "    raise RuntimeError('placeholder: LocalExecutor runs functions/<name>/index.py in-process')\n",
+            "    raise RuntimeError('placeholder: the local harness runs functions/<name>/index.py in-process')\n",
         )
     return buffer.getvalue()
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,26 @@ def run(argv: list[str], timeout: float = 60, env: dict[str, str] | None = None)
     if proc.returncode != 0:
         raise RuntimeError(f"{Path(argv[0]).name} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return proc.stdout
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of `pid`, from /proc (no procps needed); [] once it is gone. A kernel without
+    /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN) is answered from every /proc/<n>/stat."""
+    tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    if tasks:
+        out = []
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                out += [int(p) for p in task.read_text().split()]
+        return out
+    if not Path(f"/proc/{pid}").exists():
+        return []
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:  # field 4, after "(comm)"
+                out.append(int(stat.parent.name))
+    return out
 
 
 def free_port() -> int:
@@ -232,17 +253,13 @@ class PgNode:
 
     def children(self) -> list[int]:
         pid = self.pid()
-        if pid is None:
-            return []
-        out = subprocess.run(["pgrep", "-P", str(pid)], check=False, capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
+        return [] if pid is None else child_pids(pid)
 
-    def crash(self) -> None:
-        """Simulate a host crash: freeze, then SIGKILL the postmaster and every child."""
+    def crash(self, also: Iterable[int] = ()) -> None:
+        """Simulate a host crash: freeze, then SIGKILL the postmaster and every child (and the processes
+        `also`, e.g. the HA daemon of that host, frozen first with them)."""
         pid = self.pid()
-        if pid is None:
-            return
-        victims = [pid, *self.children()]
+        victims = [*also, *([] if pid is None else [pid, *child_pids(pid)])]
         for sig in (signal.SIGSTOP, signal.SIGKILL):
             for p in victims:
                 with contextlib.suppress(ProcessLookupError):
@@ -290,6 +307,18 @@ class PgNode:
         """Run SQL as the admin over TLS (setup and assertions, not product code)."""
         conn = self.conninfo(ADMIN_USER, self.sandbox.admin_password, dbname=dbname)
         return run([str(PG_BIN / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conn, "-c", sql]).strip()
+
+
+def teardown(nodes: Iterable[PgNode], sandbox: Sandbox) -> None:
+    """Best effort: stop every node at once (thawed first: a fault may have frozen it; crashed when the
+    stop fails), then remove the sandbox."""
+    for node in nodes:
+        try:
+            node.thaw()
+            node.stop("immediate")
+        except Exception:  # noqa: BLE001 - best effort teardown
+            node.crash()
+    sandbox.cleanup()
 
 
 def _quote(value: object) -> str:

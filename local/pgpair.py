@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 
-from local.pgnode import REPL_USER, PgNode, Sandbox
+from hapg.names import DB_NAME
+
+from local.pgnode import REPL_USER, PgNode, Sandbox, teardown
 
 SYNC = {"synchronous_commit": "remote_apply", "synchronous_standby_names": "*"}
 ASYNC = {"synchronous_commit": "on", "synchronous_standby_names": ""}
@@ -28,7 +30,7 @@ class PgPair:
     def standby(self) -> PgNode:
         return self.nodes[1]
 
-    def start(self, dbname: str = "financialdb") -> PgPair:
+    def start(self, dbname: str = DB_NAME) -> PgPair:
         primary, standby = self.nodes
         primary.initdb(ASYNC)  # sync only once a standby exists, or every commit waits forever
         primary.start()
@@ -58,13 +60,7 @@ class PgPair:
         raise TimeoutError(f"{standby.name} is not streaming from {primary.name} after {timeout}s")
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.thaw()
-            try:
-                node.stop("immediate")
-            except Exception:  # noqa: BLE001 - best effort teardown
-                node.crash()
-        self.sandbox.cleanup()
+        teardown(self.nodes, self.sandbox)
 
 
 def set_sync(node: PgNode, on: bool) -> None:

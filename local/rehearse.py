@@ -11,32 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
+from local import env
+
 OUT = Path("build/rehearsal")
-ENV = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto needs some credentials; none are real
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
-
-
-def _setup() -> None:
-    for key, value in ENV.items():
-        os.environ.setdefault(key, value)
-    root = Path(__file__).resolve().parent.parent
-    sys.path[:0] = [str(root / "layers" / "db"), str(root)]
-    warnings.filterwarnings("ignore", message="No application metrics")
-    import logging
-
-    logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 
 def say(text: str) -> None:
@@ -64,31 +46,33 @@ def rehearse(name: str, threads: int = 20, live: bool = True):
     live timeline, whose history polling shares the GIL with the interpreter being measured."""
     from local import report
     from local.scenarios import SCENARIOS
-    from local.stack import LocalStack, StackOptions
-    from local.workload import Workload
+    from local.stack import LocalStack, StackOptions, promotes
+    from local.workload import Workload, lost_commits
 
     say(f"\n== {name}: starting a PostgreSQL 15 pair (sync replication), moto and the workflow")
     with LocalStack(StackOptions(fast=False)) as st:
         wl = Workload(st.workload_config(threads)).start()
-        st.wait_lag_measured()  # a standby under load reports its lag after a feedback round or two
-        say(f"   {threads} writers running; executing the scenario")
-        stop = threading.Event()
-        watcher = threading.Thread(target=_watch_new, args=(stop,), daemon=True)
-        if live:
-            watcher.start()
         try:
-            main, others, checks = SCENARIOS[name](st)
-        finally:
-            stop.set()
+            st.wait_lag_measured()  # a standby under load reports its lag after a feedback round or two
+            say(f"   {threads} writers running; executing the scenario")
+            stop = threading.Event()
+            watcher = threading.Thread(target=_watch_new, args=(stop,), daemon=True)
             if live:
-                watcher.join(5)
-        wl.stop()
+                watcher.start()
+            try:
+                main, others, checks = SCENARIOS[name](st)
+            finally:
+                stop.set()
+                if live:
+                    watcher.join(5)
+        finally:
+            wl.stop()
         st.cluster.wait_rejoined(60)
-        with contextlib.closing(st.writer().connect("financialdb")) as conn:
-            lost = wl.lost(conn)
+        lost = lost_commits(wl, st.writer())
+        if lost is None:
+            raise RuntimeError(f"{name}: no running writer to check the acknowledged commits against")
         prims = [p for p in st.cluster.primitives if p.promoted]
         primitive_ms = sum((p.promoted - p.started) * 1000 for p in prims)
-        promotes = sum(1 for i in st.executor.invocations() if isinstance(i.result, dict) and i.result.get("called"))
         rep = report.build(
             scenario=name,
             main=main,
@@ -97,7 +81,7 @@ def rehearse(name: str, threads: int = 20, live: bool = True):
             lost=len(lost),
             primitive_ms=primitive_ms,
             notifications=st.notifications(),
-            promotes=promotes,
+            promotes=len(promotes(st.executor)),
             checks=checks,
         )
         report.plot(rep, wl.acks, OUT / f"{name}.png")
@@ -143,10 +127,12 @@ def run_input(path: Path, keep_time: bool = False) -> int:
 
     An RDS event fixture is re-timed to now (else the workflow would rightly skip it as stale)
     unless `keep_time`."""
+    from hapg.names import RdsEvent
+
     from local.stack import LocalStack, StackOptions
 
     execution_input = json.loads(path.read_text())
-    if not keep_time and isinstance(execution_input, dict) and execution_input.get("source") == "aws.rds":
+    if not keep_time and isinstance(execution_input, dict) and execution_input.get("source") == RdsEvent.SOURCE:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         execution_input["time"] = now
         execution_input.setdefault("detail", {})["Date"] = now
@@ -166,7 +152,7 @@ def run_input(path: Path, keep_time: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _setup()
+    env.prepare("local", "WARNING", ignore_warnings="No application metrics", metrics=True)
     from local import report
     from local.scenarios import SCENARIOS
 

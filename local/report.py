@@ -61,7 +61,7 @@ def build(
     return ScenarioReport(
         scenario=scenario,
         execution_status=main.status,
-        outcome=(main.output or {}).get("outcome") if isinstance(main.output, dict) else None,
+        outcome=main.outcome,
         states=states_of(main),
         write_unavailable_ms=gap_ms,
         orchestration_overhead_ms=round(execution_ms - primitive_ms, 1),
@@ -101,7 +101,7 @@ def plot(report: ScenarioReport, acks: list[Ack], path: Path) -> None:
     xs = [first - origin + i * BUCKET_S for i in range(n)]
     rates = [c / BUCKET_S for c in counts]
     fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
-    ax.plot(xs, rates, lw=1, color="tab:blue", label="acknowledged commits/s (50 ms buckets)")
+    ax.plot(xs, rates, lw=1, color="tab:blue", label=f"acknowledged commits/s ({BUCKET_S * 1000:.0f} ms buckets)")
     if report.unavailable_from is not None:
         ax.axvspan(
             report.unavailable_from - origin,

@@ -19,7 +19,7 @@ from hapg.names import DB_NAME
 from hapg.restore_port import AuroraRestore, RestoreSpec
 from psycopg2 import sql
 
-from local.pgnode import REPL_USER, PgNode, Sandbox
+from local.pgnode import REPL_USER, PgNode, Sandbox, teardown
 
 MASTER_USER = "hapg_master"  # the "Aurora master user" of the source (and so of every restore)
 KEY_TABLES = (("ledger", "accounts"), ("ledger", "entries"), ("audit", "events"))
@@ -75,12 +75,7 @@ class RestoreLab:
         return node
 
     def stop(self) -> None:
-        for node in [*self.clones, self.source]:
-            try:
-                node.stop("immediate")
-            except Exception:  # noqa: BLE001 - best effort teardown
-                node.crash()
-        self.sandbox.cleanup()
+        teardown([*self.clones, self.source], self.sandbox)
 
 
 class LocalRestore(AuroraRestore):

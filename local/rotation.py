@@ -26,21 +26,21 @@ Where moto 5.2 differs, and how we get AWS's behaviour anyway:
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
 import boto3
+from hapg.names import Function, SecretStage
 from moto.awslambda.models import LambdaFunction
 
+from local.executor import placeholder_function
 from local.handlers import LambdaContext, load
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
-FUNCTION = "secret_rotation"
-CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
+FUNCTION = Function.SECRET_ROTATION
+CURRENT, PENDING = SecretStage.CURRENT, SecretStage.PENDING
 
 
 class _Staged(Exception):  # noqa: N818 - control flow inside moto, never escapes this module
@@ -57,23 +57,8 @@ class LocalRotation:
         self.days = days
         self.timeout_s = timeout_s
         self.sm = boto3.client("secretsmanager")
-        self.arn = self._create_function()
+        self.arn = placeholder_function(boto3.client("lambda"), boto3.client("iam"), name, timeout_s)
         self.invocations: list[dict[str, Any]] = []
-
-    def _create_function(self) -> str:
-        iam = boto3.client("iam")
-        trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}]}
-        role = iam.create_role(RoleName=f"{self.name}-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as zf:
-            zf.writestr("index.py", "def lambda_handler(event, context):\n    raise RuntimeError('not run')\n")
-        return boto3.client("lambda").create_function(
-            FunctionName=self.name,
-            Runtime="python3.11",
-            Role=role["Arn"],
-            Handler="index.lambda_handler",
-            Code={"ZipFile": code.getvalue()},
-        )["FunctionArn"]
 
     # -- what Secrets Manager does -----------------------------------------------------------------
     def stage(self, secret_id: str) -> str:

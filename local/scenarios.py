@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 
 import boto3
-from hapg.names import Outcome, RdsEvent, State
+from hapg.errors import AwsThrottled
+from hapg.names import Function, Kind, Mode, Outcome, RdsEvent, State
 
 from local.executor import ExecutionResult
 from local.faults import throttle
@@ -18,11 +19,7 @@ from local.pgpair import PgPair
 from local.stack import NODES, LocalStack, rds_event
 
 Result = tuple[ExecutionResult, list[ExecutionResult], dict[str, bool]]
-SWITCHOVER = {"action": "switchover", "reason": "rehearsal"}
-
-
-def _outcome(r: ExecutionResult) -> str | None:
-    return r.output.get("outcome") if isinstance(r.output, dict) else None
+SWITCHOVER = {"action": Kind.SWITCHOVER, "reason": "rehearsal"}
 
 
 def _wait_for_state(st: LocalStack, arn: str, state: str, timeout: float = 30) -> None:
@@ -41,7 +38,7 @@ def planned(st: LocalStack) -> Result:
         r,
         [],
         {
-            "execution succeeded": r.status == "SUCCEEDED" and _outcome(r) == Outcome.SUCCEEDED,
+            "execution succeeded": r.status == "SUCCEEDED" and r.outcome == Outcome.SUCCEEDED,
             "writer moved to the standby": st.writer().name == NODES[1],
         },
     )
@@ -54,8 +51,8 @@ def unplanned(st: LocalStack) -> Result:
         r,
         [],
         {
-            "execution succeeded": r.status == "SUCCEEDED" and _outcome(r) == Outcome.SUCCEEDED,
-            "the workflow took over": (r.output or {}).get("mode") == "takeover",
+            "execution succeeded": r.status == "SUCCEEDED" and r.outcome == Outcome.SUCCEEDED,
+            "the workflow took over": (r.output or {}).get("mode") == Mode.TAKEOVER,
             "writer moved to the standby": st.writer().name == NODES[1],
         },
     )
@@ -74,8 +71,8 @@ def duplicate(st: LocalStack) -> Result:
         main,
         others,
         {
-            "switchover succeeded": _outcome(main) == Outcome.SUCCEEDED,
-            "every event execution skipped": all(_outcome(r) == Outcome.SKIPPED for r in others),
+            "switchover succeeded": main.outcome == Outcome.SUCCEEDED,
+            "every event execution skipped": all(r.outcome == Outcome.SKIPPED for r in others),
         },
     )
 
@@ -83,8 +80,8 @@ def duplicate(st: LocalStack) -> Result:
 def concurrent(st: LocalStack) -> Result:
     arns = [st.start({**SWITCHOVER, "reason": f"rehearsal: concurrent #{i}"}) for i in (1, 2)]
     results = [st.executor.wait(a) for a in arns]
-    outcomes = sorted(_outcome(r) or "-" for r in results)
-    main = next((r for r in results if _outcome(r) == Outcome.SUCCEEDED), results[0])
+    outcomes = sorted(r.outcome or "-" for r in results)
+    main = next((r for r in results if r.outcome == Outcome.SUCCEEDED), results[0])
     return (
         main,
         [r for r in results if r is not main],
@@ -106,7 +103,7 @@ def target_down(st: LocalStack) -> Result:
         r,
         [],
         {
-            "refused": _outcome(r) == Outcome.REFUSED and "failed" in (r.output or {}).get("reason", ""),
+            "refused": r.outcome == Outcome.REFUSED and "failed" in (r.output or {}).get("reason", ""),
             "writer unchanged": st.writer().name == NODES[0],
         },
     )
@@ -115,12 +112,12 @@ def target_down(st: LocalStack) -> Result:
 def throttling(st: LocalStack) -> Result:
     with throttle("rds", calls=3) as counter:
         r = st.run({**SWITCHOVER, "reason": "rehearsal: RDS API throttling"})
-    retried = any(i.error == "AwsThrottled" for i in st.executor.invocations())
+    retried = any(i.error == AwsThrottled.__name__ for i in st.executor.invocations())
     return (
         r,
         [],
         {
-            "execution succeeded": _outcome(r) == Outcome.SUCCEEDED,
+            "execution succeeded": r.outcome == Outcome.SUCCEEDED,
             "throttling reached the workflow and was retried": retried and counter["throttled"] == 3,
         },
     )
@@ -129,13 +126,13 @@ def throttling(st: LocalStack) -> Result:
 def drain_unreachable(st: LocalStack) -> Result:
     st.cluster.partitioned.add(NODES[0])  # the Lambdas lose their route to the writer instance
     r = st.run({**SWITCHOVER, "reason": "rehearsal: drain target unreachable"})
-    drains = [i.result for i in st.executor.invocations() if i.function.endswith("connection_drainer")]
+    drains = [i.result for i in st.executor.invocations() if i.function.endswith(Function.CONNECTION_DRAINER)]
     unreachable = any(isinstance(d, dict) and d.get("reachable") is False for d in drains)
     return (
         r,
         [],
         {
-            "execution succeeded": _outcome(r) == Outcome.SUCCEEDED,
+            "execution succeeded": r.outcome == Outcome.SUCCEEDED,
             "drain reported the writer unreachable": unreachable,
         },
     )

@@ -17,20 +17,21 @@ from typing import Any
 import boto3
 from hapg import health, runtime
 from hapg.aurora import AuroraCluster
-from hapg.names import DB_NAME, Env, Function, Metric, Sub, Table
+from hapg.history import StateTable
+from hapg.names import DB_NAME, Env, Function, Metric, RdsEvent, Rotation, Sub, Table
 
 from local.cluster import LocalCluster
-from local.executor import ExecutionResult, LocalExecutor
+from local.executor import ExecutionResult, Invocation, LocalExecutor
 from local.pgnode import ADMIN_USER
 from local.pgpair import PgPair
-from local.workload import SCHEMA_SQL, TABLE, WorkloadConfig
+from local.workload import WorkloadConfig, bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILOVER_ASL = ROOT / "statemachines" / "failover.asl.json"
 # Named like the `dev` deployment, so console inputs and events/ fixtures run here unchanged.
 CLUSTER_ID = "hapg-dev-cluster"
 NODES = ("hapg-dev-writer", "hapg-dev-reader-1")
-APP_USER = "hapg_app"
+APP_USER = Rotation.APP_USER  # the workload's login, as the app secret's user
 FUNCTION_TIMEOUTS = {
     Function.FAILOVER_COORDINATOR: 300,
     Function.CONNECTION_DRAINER: 60,
@@ -88,10 +89,7 @@ class LocalStack:
 
     # -- setup ---------------------------------------------------------------------------------
     def _bootstrap_database(self) -> None:
-        primary = self.pair.primary
-        primary.sql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD %s", (self.app_password,))
-        primary.sql(SCHEMA_SQL, dbname=DB_NAME)
-        primary.sql(f"GRANT SELECT, INSERT ON {TABLE} TO {APP_USER}", dbname=DB_NAME)
+        bootstrap(self.pair.primary, APP_USER, self.app_password, DB_NAME)
 
     def _create_aws(self) -> None:
         secret = {"username": ADMIN_USER, "password": self.pair.sandbox.admin_password, "engine": "postgres"}
@@ -224,11 +222,14 @@ class LocalStack:
         return self.cluster.writer_node()
 
     def history(self) -> list[dict[str, Any]]:
-        from hapg.history import StateTable
-
         return [r.__dict__ for r in StateTable(self.table, CLUSTER_ID).recent(50)]
 
+    def lock_owner(self, now: float | None = None) -> str | None:
+        """The execution holding the failover lock at `now` (default: now), None when free or expired."""
+        return StateTable(self.table, CLUSTER_ID).lock_owner(now)
+
     def lock_item(self) -> dict[str, Any] | None:
+        """The lock item as DynamoDB stores it (attribute names: names.Table), None when there is none."""
         key = {Table.PK: {"S": f"{Table.LOCK_PREFIX}{CLUSTER_ID}"}, Table.SK: {"S": Table.LOCK_SK}}
         return boto3.client("dynamodb").get_item(TableName=self.table, Key=key).get("Item")
 
@@ -249,8 +250,8 @@ def rds_event(code: str, at: float | None = None, event_id: str | None = None) -
     return {
         "version": "0",
         "id": event_id or f"evt-{code}-{int((at or time.time()) * 1000)}",
-        "detail-type": "RDS DB Cluster Event",
-        "source": "aws.rds",
+        "detail-type": RdsEvent.DETAIL_TYPE,
+        "source": RdsEvent.SOURCE,
         "account": "123456789012",
         "time": when,
         "region": "us-east-1",
@@ -265,3 +266,8 @@ def rds_event(code: str, at: float | None = None, event_id: str | None = None) -
             "EventID": code,
         },
     }
+
+
+def promotes(executor: LocalExecutor) -> list[Invocation]:
+    """The handler calls that really promoted (their result says `called`), in invocation order."""
+    return [i for i in executor.invocations() if isinstance(i.result, dict) and i.result.get("called")]

@@ -14,6 +14,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+from hapg.names import DB_NAME
+
+from local.pgnode import DATA_PLANE_NICE
+
 TABLE = "ledger_probe"
 RECONNECT_PAUSE_S = 0.005
 STOP_GRACE_S = 5.0  # total, for all writer threads to finish their last statement
@@ -26,7 +30,7 @@ class WorkloadConfig:
     user: str
     password: str
     ca_file: str
-    dbname: str = "financialdb"
+    dbname: str = DB_NAME
     threads: int = 20
 
 
@@ -42,6 +46,13 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
   writer int NOT NULL, seq bigint NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(),
   PRIMARY KEY (writer, seq))
 """
+
+
+def bootstrap(node, user: str, password: str, dbname: str = DB_NAME) -> None:
+    """On the primary `node` (a PgNode; the database exists): the workload's login and its table."""
+    node.sql(f"CREATE ROLE {user} LOGIN PASSWORD %s", (password,))
+    node.sql(SCHEMA_SQL, dbname=dbname)
+    node.sql(f"GRANT SELECT, INSERT ON {TABLE} TO {user}", dbname=dbname)
 
 
 def _connect(cfg: WorkloadConfig):
@@ -96,7 +107,7 @@ def _close(conn) -> None:
 
 
 def _run(cfg: WorkloadConfig, stop_evt, out_q, last=None) -> None:
-    if nice := os.environ.get("HAPG_DATA_PLANE_NICE"):  # benchmarks: see local/pgnode.py
+    if nice := os.environ.get(DATA_PLANE_NICE):  # benchmarks: see local/pgnode.py
         os.nice(int(nice))
     stop = threading.Event()
     acks: list = []
@@ -164,6 +175,15 @@ class Workload:
             cur.execute(f"SELECT writer, seq FROM {TABLE}")  # noqa: S608
             present = set(cur.fetchall())
         return [a for a in self.acks if (a.writer, a.seq) not in present]
+
+
+def lost_commits(workload: Workload, writer, dbname: str = DB_NAME) -> list[Ack] | None:
+    """The commits `workload` saw acknowledged that are missing on `writer` (the final writer's PgNode);
+    None when there is no running writer to ask."""
+    if writer is None or not writer.is_running():
+        return None
+    with contextlib.closing(writer.connect(dbname)) as conn:
+        return workload.lost(conn)
 
 
 def unavailability(acks: list[Ack], start: float, end: float) -> tuple[float, float, float]:

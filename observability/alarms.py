@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hapg.names import Function, Metric
+from hapg.names import Backup, Function, Metric, Timing
 
 from observability.catalog import (
     PREFIX,
@@ -30,7 +30,6 @@ from observability.catalog import (
     Expression,
     Line,
     custom,
-    function_name,
     lambda_metric,
     rds_cluster,
     sqs_metric,
@@ -66,8 +65,9 @@ class Threshold:
 
 REPLICA_LAG_MS = Threshold(
     "ReplicaLagAlarmMs",
-    1000,
-    "Alarm when Aurora replica lag stays above this (ms); at 1000 ms the planner also refuses to promote.",
+    Timing.MAX_LAG_MS,
+    f"Alarm when Aurora replica lag stays above this (ms); at {Timing.MAX_LAG_MS} ms the planner also refuses to "
+    "promote.",
     min_value=10,
 )
 CPU_PERCENT = Threshold("CpuAlarmPercent", 80, "Alarm when an instance's CPU stays above this (%).", 1, 100)
@@ -84,10 +84,16 @@ CONNECTIONS_PERCENT = Threshold(
     100,
 )
 BACKUP_AGE_HOURS = Threshold(
-    "BackupAgeAlarmHours", 26, "Alarm when the latest automated snapshot is older than this (hours).", 1
+    "BackupAgeAlarmHours",
+    Backup.MAX_SNAPSHOT_AGE_H,
+    "Alarm when the latest automated snapshot is older than this (hours).",
+    1,
 )
 PITR_LAG_SECONDS = Threshold(
-    "PitrLagAlarmSeconds", 600, "Alarm when the latest restorable time lags now by more than this (s).", 60
+    "PitrLagAlarmSeconds",
+    Backup.MAX_PITR_LAG_S,
+    "Alarm when the latest restorable time lags now by more than this (s).",
+    60,
 )
 LAMBDA_ERRORS = Threshold(
     "LambdaErrorsAlarmCount",
@@ -249,16 +255,18 @@ def _lambda_alarms() -> list[Alarm]:
 
 
 def _dlq_alarms() -> list[Alarm]:
-    what = {
+    what = {  # queue label: alarm id, alarm suffix, the queue's name suffix, what a message there means
         "function DLQ": (
             "FunctionDlqNotEmptyAlarm",
             "dlq-not-empty",
+            "dlq",
             "An asynchronous invocation of a function (e.g. a scheduled health check) failed after Lambda's "
             "retries and its event was parked in the function dead-letter queue.",
         ),
         "failover events DLQ": (
             "FailoverEventsDlqNotEmptyAlarm",
             "failover-events-dlq-not-empty",
+            "failover-events-dlq",
             "An Aurora failover event or the scheduled switchover could not start the failover workflow "
             "(permissions or throttling beyond the retry policy): a failover may have gone unhandled. "
             "Check the cluster's writer now.",
@@ -266,12 +274,12 @@ def _dlq_alarms() -> list[Alarm]:
     }
     out = []
     for label, queue in QUEUES:
-        logical_id, suffix, text = what[label]
+        logical_id, suffix, queue_suffix, text = what[label]
         out.append(
             Alarm(
                 logical_id,
                 suffix,
-                f"{text} Messages are kept 14 days: read them, act, then purge the queue ({PREFIX}-{suffix[:-10]}). "
+                f"{text} Messages are kept 14 days: read them, act, then purge the queue ({PREFIX}-{queue_suffix}). "
                 + RUNBOOK,
                 GT,
                 0,
@@ -309,9 +317,9 @@ def build() -> list[Alarm]:
             "HealthCheckFailingAlarm",
             "health-check-failing",
             "The full health verdict was unhealthy in 3 of the last 5 minutes although the writer may still take "
-            "writes: the reader endpoint failed, a replica lags beyond MAX_LAG_MS or stopped replicating, or RDS "
-            "Proxy failed. Failover safety is reduced. The reason is in the health checker's 'health verdict' log "
-            "line. " + RUNBOOK,
+            "writes: the reader endpoint failed, a replica lags beyond MAX_LAG_MS or stopped replicating, RDS "
+            "Proxy failed, or a drain left application roles blocked (runbook section 5). Failover safety is "
+            "reduced. The reason is in the health checker's 'health verdict' log line. " + RUNBOOK,
             GE,
             1,
             60,
@@ -498,8 +506,8 @@ def build() -> list[Alarm]:
             "failover-workflow-failed",
             "A failover workflow execution ended FAILED, TIMED_OUT or ABORTED. A failed execution has undone its "
             "connection block, recorded and e-mailed its reason; a timed-out or aborted one did neither (a separate "
-            "notice names it) and its lock expires within 15 minutes. First: the cluster's writer, then the "
-            "execution's history (runbook sections 2 and 5). " + RUNBOOK,
+            f"notice names it) and its lock expires within {Timing.LOCK_TTL_S // 60} minutes. First: the cluster's "
+            "writer, then the execution's history (runbook sections 2 and 5). " + RUNBOOK,
             GE,
             1,
             60,
@@ -551,7 +559,3 @@ def build() -> list[Alarm]:
         ),
     ]
     return alarms + _lambda_alarms() + _dlq_alarms()
-
-
-def function_names() -> list[Sub]:
-    return [function_name(fn) for fn in Function.ALL]

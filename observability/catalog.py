@@ -7,7 +7,7 @@ resources of template.yaml (instance identifiers, function names, queues, the st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from hapg.names import Function, Metric
@@ -62,9 +62,6 @@ class Line:
     condition: str | None = None  # only where this template condition holds (e.g. reader-2)
     period: int | None = None
     ident: str | None = None  # id, for metric math (alarms)
-
-    def with_(self, **changes: Any) -> Line:
-        return replace(self, **changes)
 
     @property
     def dimension_names(self) -> frozenset[str]:

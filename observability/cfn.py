@@ -15,6 +15,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+from hapg.names import PROJECT
+
 SUB_VAR = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
@@ -91,7 +93,7 @@ TAGS = [
     Flow((("Key", "Author"), ("Value", Ref("CommitAuthor")))),
     Flow((("Key", "PRNumber"), ("Value", Ref("PRNumber")))),
     Flow((("Key", "Team"), ("Value", Ref("Team")))),
-    Flow((("Key", "Project"), ("Value", "HA-PostgreSQL-Database"))),
+    Flow((("Key", "Project"), ("Value", PROJECT))),
     Flow((("Key", "ManagedBy"), ("Value", "SAM"))),
 ]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hapg.names import Function, Metric, OutcomeLog
+from hapg.names import DB_NAME, Function, Metric, OutcomeLog
 
 from observability import alarms as alarm_defs
 from observability.catalog import (
@@ -258,7 +258,7 @@ def rows() -> list[list[Widget]]:
             6,
             [
                 rds_cluster("CommitThroughput", "Average", "commits/s (Aurora, writer)", role="WRITER"),
-                custom(Metric.TPS, "Average", "transactions/s (ours, financialdb)"),
+                custom(Metric.TPS, "Average", f"transactions/s (ours, {DB_NAME})"),
             ],
             left={"min": 0, "showUnits": False},
         ),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from observability import alarms, dashboard
+from observability.catalog import HAS_SECOND_READER
 from observability.cfn import to_cfn, to_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +145,7 @@ def layout_data() -> list[dict[str, Any]]:
     out = []
     for w in dashboard.layout():
         counts: dict[str, int] = {}
-        for line in w.metric_lines({"HasSecondReader": True}):
+        for line in w.metric_lines({HAS_SECOND_READER: True}):
             key = f"{line.name} ({line.namespace})"
             counts[key] = counts.get(key, 0) + 1
         lines = [f"{k} x{n}" if n > 1 else k for k, n in counts.items()]

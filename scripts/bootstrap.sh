@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # First-use installer behind `make test` / `make rehearse`: idempotent, Debian/Ubuntu aware.
-# Usage: scripts/bootstrap.sh venv|pg|node|checkov
+# Usage: scripts/bootstrap.sh venv|pg|node|checkov|bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +50,11 @@ node() {
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
   say "npm ci (asl-validator)"
   npm ci --silent --no-audit --no-fund >/dev/null
+}
+
+bench() {  # bench/patroni.py's baseline: etcd, and venv support for /usr/bin/python3 (Patroni's own venv)
+  command -v etcd >/dev/null 2>&1 || apt_install etcd-server etcd-client
+  /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv  # Debian: ensurepip ships in *-venv
 }
 
 checkov() {

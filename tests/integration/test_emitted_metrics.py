@@ -192,6 +192,7 @@ def used():
 
 # ---- the checks ------------------------------------------------------------------------------------------
 def test_every_custom_metric_used_is_emitted(runs, used):
+    assert used, "the dashboard and alarms read no custom metric: the lookup is broken"
     found = emitted(runs["emf"])
     missing = sorted(
         {(u.name, tuple(sorted(u.dimension_names))) for u in used}

@@ -143,8 +143,8 @@ def test_frozen_server_cannot_hang_the_check(aws, monkeypatch):
         node.freeze()
         result = handlers.invoke("health_checker", {"mode": "scheduled"})
         assert result["healthy"] is False
-        assert "no answer from the server within" in result["reason"]
-        assert result["elapsed_ms"] < 20_000  # liveness bound, not a speed claim
+        # the configured deadline (DB_CONNECT_TIMEOUT 2 s) fired, not the 10 s default or none at all
+        assert "writer endpoint failed: no answer from the server within 2s" in result["reason"], result["reason"]
     finally:
         node.thaw()
         node.stop("immediate")
@@ -183,7 +183,9 @@ def test_a_broken_rds_proxy_makes_the_check_unhealthy(function_env, pg_pair, mon
 
 def test_no_proxy_no_proxy_metric(function_env, capsys):
     handlers.invoke("health_checker", {"mode": "scheduled"})
-    assert Metric.PROXY_HEALTHY not in metric_values(capsys.readouterr().out)
+    values = metric_values(capsys.readouterr().out)
+    assert values[Metric.HEALTHY] == [1.0], "the run's metrics were captured"
+    assert Metric.PROXY_HEALTHY not in values
 
 
 def test_the_proxy_is_verified_against_the_amazon_roots_not_the_rds_cas(function_env, pg_pair, monkeypatch, capsys):

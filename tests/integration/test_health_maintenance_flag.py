@@ -55,13 +55,17 @@ def test_flag_off_and_on(state_table, capsys):
 def test_verify_runs_do_not_read_it(state_table, capsys):
     set_maintenance(True)
     handlers.invoke("health_checker", {"mode": "verify", "expected_writer": "writer"})
-    assert values(capsys.readouterr().out, Metric.AUTOMATION_PAUSED) == []
+    out = capsys.readouterr().out
+    assert values(out, Metric.HEALTHY) == [1.0], "the run's metrics were captured"
+    assert values(out, Metric.AUTOMATION_PAUSED) == []
 
 
 def test_without_a_state_table_nothing_is_emitted(function_env, capsys):
     result = handlers.invoke("health_checker", {"mode": "scheduled"})
     assert result["healthy"] is True
-    assert values(capsys.readouterr().out, Metric.AUTOMATION_PAUSED) == []
+    out = capsys.readouterr().out
+    assert values(out, Metric.HEALTHY) == [1.0], "the run's metrics were captured"
+    assert values(out, Metric.AUTOMATION_PAUSED) == []
 
 
 def test_an_unreadable_flag_leaves_the_verdict_alone(function_env, monkeypatch, capsys):

@@ -239,7 +239,7 @@ def test_verify_logs_in_with_a_fresh_password_not_the_snapshot_time_one(verifier
     port = LocalRestore(verifier_env[Env.CLUSTER_ID], verifier_env[Env.RESTORE_PREFIX], restored)
     runtime.override(restore=port)
     execution = "arn:aws:states:us-east-1:123456789012:execution:hapg-test-backup-verification:run-1"
-    request = Request.new(execution, verifier_env[Env.RESTORE_PREFIX], "test", time.time(), None)
+    request = Request(execution, verifier_env[Env.RESTORE_PREFIX], "test", time.time(), None)
     restored_in_moto(port, request)
     result = invoke(
         "backup_verifier",
@@ -260,7 +260,7 @@ def test_verify_fails_with_the_reason_when_the_restore_is_broken(verifier_env, l
     port = LocalRestore(verifier_env[Env.CLUSTER_ID], verifier_env[Env.RESTORE_PREFIX], restored)
     runtime.override(restore=port)
     execution = "arn:aws:states:us-east-1:123456789012:execution:hapg-test-backup-verification:run-2"
-    request = Request.new(execution, verifier_env[Env.RESTORE_PREFIX], "test", time.time(), None)
+    request = Request(execution, verifier_env[Env.RESTORE_PREFIX], "test", time.time(), None)
     restored_in_moto(port, request)
     event = {"action": "verify", "request": request.to_dict(), "profile": source_profile(lab).to_dict()}
     with pytest.raises(
@@ -277,7 +277,7 @@ def test_verify_gives_up_logging_in_after_the_wait(verifier_env, lab, restored):
     port = NeverApplies(verifier_env[Env.CLUSTER_ID], verifier_env[Env.RESTORE_PREFIX], restored)
     runtime.override(restore=port)
     execution = "arn:aws:states:us-east-1:123456789012:execution:hapg-test-backup-verification:run-3"
-    request = Request.new(execution, verifier_env[Env.RESTORE_PREFIX], "test", time.time(), None)
+    request = Request(execution, verifier_env[Env.RESTORE_PREFIX], "test", time.time(), None)
     restored_in_moto(port, request)
     now = [time.time()]
     sleeps = []

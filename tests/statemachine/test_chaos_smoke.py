@@ -5,6 +5,8 @@ commit lost, never more than one promote at a time."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bench import chaos
@@ -25,8 +27,10 @@ def test_unplanned_with_async_replication_ends_defined_and_reports_its_losses():
     campaign reports how many and does not fail on them, but the workflow must still end cleanly."""
     result = chaos.run_once("unplanned-async", threads=2)
     assert result.problems == []
-    assert result.verdict in ("survived", "lost") and result.outcomes == ["succeeded"]
-    assert result.lost >= 0 and result.acked > 0
+    # expected losses are reported in `lost`, never turned into a "lost" verdict (tests/integration/
+    # test_workload.py proves the count itself against PostgreSQL)
+    assert result.verdict == "survived" and result.outcomes == ["succeeded"]
+    assert result.acked > 0 and result.lost <= result.acked
 
 
 def test_judge_flags_a_lost_commit_and_a_held_lock():
@@ -49,6 +53,10 @@ def test_judge_flags_a_lost_commit_and_a_held_lock():
 
         def lock_item(self):
             return self._lock
+
+        def lock_owner(self, now=None):
+            live = self._lock and int(self._lock["expires_at"]["N"]) > (time.time() if now is None else now)
+            return self._lock["owner"]["S"] if live else None
 
         def writer(self):
             return Writer()

@@ -40,23 +40,28 @@ def test_every_error_the_asl_matches_is_ours_or_aws():
 
 
 def test_every_retryable_error_is_retried_by_every_lambda_task():
-    for name in NAMES:
-        for sid, state in states(load(name)).items():
-            if state["Type"] == "Task" and state["Resource"].startswith("${"):
-                retried = {e for rule in state.get("Retry", []) for e in rule["ErrorEquals"]}
-                assert set(errors.retryable_names()) <= retried, sid
+    tasks = [
+        (f"{name}.{sid}", state)
+        for name in NAMES
+        for sid, state in states(load(name)).items()
+        if state["Type"] == "Task" and state["Resource"].startswith("${")
+    ]
+    assert tasks, "no Lambda task found: the filter no longer matches the ASL"
+    for sid, state in tasks:
+        retried = {e for rule in state.get("Retry", []) for e in rule["ErrorEquals"]}
+        assert set(errors.retryable_names()) <= retried, sid
 
 
 def test_placeholders_and_actions_use_shared_names():
     subs = {v for k, v in vars(Sub).items() if k.isupper()}
     actions = {v for k, v in vars(Action).items() if k.isupper()}
+    used = []
     for name in NAMES:
         text = render.path(name).read_text()
         assert set(re.findall(r"\$\{(\w+)\}", text)) <= subs
-        for state in states(load(name)).values():
-            action = (state.get("Parameters") or {}).get("action")
-            if action:
-                assert action in actions
+        used += [a for s in states(load(name)).values() if (a := (s.get("Parameters") or {}).get("action"))]
+    assert used, "no task passes an action: the lookup no longer matches the ASL"
+    assert set(used) <= actions, set(used) - actions
 
 
 def test_polling_loop_waits_at_most_two_seconds():

@@ -7,6 +7,7 @@ history events), which local/executor.py's docstring relies on.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -15,7 +16,9 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
+import local.executor
 from local.executor import LocalExecutor, TaskTimedOut, render_definition
 
 SERVICE, LEGACY = "service", "legacy"
@@ -75,6 +78,63 @@ def machine(ex: LocalExecutor, tmp_path: Path, states: dict, start: str | None =
     if "${EchoArn}" in path.read_text():
         subs.setdefault("EchoArn", ex.function_arns["EchoFunction"])
     return ex.create_state_machine(path.stem.replace(".", "-"), path, subs)
+
+
+class _SleepRecorder:
+    """Stands in for local.executor's `time` module and records the sleeps asked of it off the main
+    thread: the interpreter's (the scaled Retry back-off), not the test's own polling."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            self.slept.append(seconds)
+        time.sleep(seconds)
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def record_backoff(monkeypatch) -> list[float]:
+    recorder = _SleepRecorder()
+    monkeypatch.setattr(local.executor, "time", recorder)
+    return recorder.slept
+
+
+class _RecordingEnv:
+    """A Wait state's environment whose wake-up event records every timeout it is waited on with."""
+
+    def __init__(self, env, waited: list[float]) -> None:
+        self._env, self._waited = env, waited
+
+    def __getattr__(self, name: str):
+        return getattr(self._env, name)
+
+    @property
+    def program_state_event(self):
+        event, waited = self._env.program_state_event, self._waited
+
+        class Recording:
+            def wait(self, timeout=None):
+                waited.append(timeout)
+                return event.wait(timeout)
+
+        return Recording()
+
+
+def record_waits(monkeypatch) -> tuple[list[float], list[float]]:
+    """(declared Wait seconds, real timeouts waited on) of every Wait state, through the executor's wait."""
+    executors_wait = WaitFunction._wait_interval  # what the active executor installed
+    declared: list[float] = []
+    waited: list[float] = []
+
+    def spy(self, env, wait_seconds):
+        declared.append(wait_seconds)
+        return executors_wait(self, _RecordingEnv(env, waited), wait_seconds)
+
+    monkeypatch.setattr(WaitFunction, "_wait_interval", spy)
+    return declared, waited
 
 
 def lambda_task(style: str, function: str = "${EchoArn}", **fields) -> dict:
@@ -138,16 +198,16 @@ def test_env_is_set_only_while_the_handler_runs(executor, tmp_path):
 
 
 @pytest.mark.parametrize("style", [SERVICE, LEGACY])
-def test_custom_error_name_is_retried_then_succeeds(executor, tmp_path, style):
+def test_custom_error_name_is_retried_then_succeeds(executor, tmp_path, style, monkeypatch):
     retry = [{"ErrorEquals": ["DatabaseUnavailable"], "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2}]
     sm = machine(executor, tmp_path, {"Call": lambda_task(style, Retry=retry, End=True)})
     executor.fail_next("echo", DatabaseUnavailable("primary unreachable"), times=2)
+    backoff = record_backoff(monkeypatch)
 
-    began = time.monotonic()
     result = executor.run(sm, {})
 
     assert result.status == "SUCCEEDED", result.timeline()
-    assert time.monotonic() - began < 1.5, "1 s + 2 s of back-off, scaled by 0.01"
+    assert backoff == pytest.approx([1 * 0.01, 2 * 0.01]), "1 s then 2 s of back-off, each scaled by 0.01"
     calls = executor.invocations()
     assert [c.error for c in calls] == ["DatabaseUnavailable", "DatabaseUnavailable", None]
     assert calls[0].error_message == "primary unreachable"
@@ -278,7 +338,7 @@ def test_sns_publish_is_captured(executor, tmp_path):
     assert len(notifications()) == 2, "captured messages are kept, not received twice"
 
 
-def test_wait_is_scaled_but_kept_in_an_ordered_timeline(executor, tmp_path):
+def test_wait_is_scaled_but_kept_in_an_ordered_timeline(executor, tmp_path, monkeypatch):
     states = {
         "Before": {"Type": "Pass", "Next": "Pause"},
         "Pause": {"Type": "Wait", "Seconds": 3, "Next": "Call"},
@@ -286,13 +346,16 @@ def test_wait_is_scaled_but_kept_in_an_ordered_timeline(executor, tmp_path):
         "Done": {"Type": "Fail", "Error": "Finished", "Cause": "on purpose"},
     }
     sm = machine(executor, tmp_path, states)
+    declared, waited = record_waits(monkeypatch)
 
     result = executor.run(sm, {})
 
     assert (result.status, result.error, result.cause) == ("FAILED", "Finished", "on purpose")
     assert result.state_names == ["Before", "Pause", "Call", "Done"]
+    assert declared == [3]
+    assert waited and all(0 < w <= 3 * 0.01 for w in waited), ("3 s scaled by 0.01", waited)
     pause = result.states[1]
-    assert 20 <= pause.duration_ms < 1000, "3 s scaled by 0.01 (ms-resolution timestamps)"
+    assert pause.duration_ms >= 20, "it really waited (ms-resolution timestamps)"
     assert all(s.duration_ms >= 0 and s.entered_at >= result.started_at for s in result.states)
     assert [s.entered_at for s in result.states] == sorted(s.entered_at for s in result.states)
     assert [s.closed for s in result.states] == [True, True, True, False], "a Fail state never exits"
@@ -324,16 +387,29 @@ def test_state_machine_timeout_is_real_time(executor, tmp_path):
     result = executor.run(sm, {})
 
     assert (result.status, result.output) == ("TIMED_OUT", None)
-    assert 900 <= (result.stopped_at - result.started_at) * 1000 < 2000, "TimeoutSeconds is not scaled"
+    assert [(s.name, s.closed) for s in result.states] == [("Pause", False)], "stopped in the Wait (36 s scaled)"
+    assert (result.stopped_at - result.started_at) * 1000 >= 900, "TimeoutSeconds is not scaled"
 
 
-def test_exit_stops_running_executions(functions_root, tmp_path):
-    with LocalExecutor(functions_root=functions_root) as ex:
+def test_exit_stops_running_executions(functions_root, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger=local.executor.__name__)
+    ex = LocalExecutor(functions_root=functions_root)
+    ex.__enter__()
+    try:
         ex.add_function("EchoFunction", "echo")
-        sm = machine(ex, tmp_path, {"Pause": {"Type": "Wait", "Seconds": 3600, "End": True}})
-        ex.start(sm, {})
-        began = time.monotonic()
-    assert time.monotonic() - began < 2
+        sm = machine(ex, tmp_path, {"Pause": {"Type": "Wait", "Seconds": 360_000, "End": True}})  # 1 h scaled
+        arn = ex.start(sm, {})
+        deadline = time.monotonic() + 30
+        while not any("StateEntered" in e["type"] for e in ex._history(arn)):
+            assert time.monotonic() < deadline, "the execution never entered its Wait"
+            time.sleep(0.02)
+    finally:
+        exiting = threading.Thread(target=ex.__exit__, args=(None, None, None), daemon=True)
+        exiting.start()
+        exiting.join(60)  # a deadline against hanging, not a speed claim
+    assert not exiting.is_alive(), "exit hung on a running execution"
+    assert "still running" not in caplog.text, "exit gave up waiting instead of stopping the execution"
+    assert LocalExecutor._active is None
 
 
 def test_placeholders_must_match_substitutions_exactly(executor, tmp_path):

@@ -218,7 +218,7 @@ def test_iam_name_patterns_are_the_code_s_temporary_identifiers(sam):
     assert TEMP_CLUSTERS["Fn::Sub"].endswith(f":cluster:{prefix}-*")
     assert TEMP_INSTANCES["Fn::Sub"].endswith(f":db:{prefix}-*")
     execution = "arn:aws:states:us-east-1:123456789012:execution:hapg-dev-backup-verification:abc"
-    run = restore_run.Request.new(execution, "hapg-dev-restore", "r", 0.0, None)
+    run = restore_run.Request(execution, "hapg-dev-restore", "r", 0.0, None)
     assert re.fullmatch(r"hapg-dev-restore-[0-9a-f]{10}", run.cluster_id)
     assert run.instance_id == f"{run.cluster_id}-1" and len(run.instance_id) <= 63
     longest = "hapg-" + "x" * 20 + "-restore"

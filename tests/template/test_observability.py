@@ -254,9 +254,14 @@ def test_reader_2_appears_only_when_deployed(deployed):
 
 def test_threshold_annotations_are_numbers(deployed):
     _, body, _, _ = deployed
-    for w in body["widgets"]:
-        for a in w["properties"].get("annotations", {}).get("horizontal", []):
-            assert isinstance(a["value"], int | float), w["properties"]["title"]
+    annotations = [
+        (w["properties"]["title"], a)
+        for w in body["widgets"]
+        for a in w["properties"].get("annotations", {}).get("horizontal", [])
+    ]
+    assert annotations, "no threshold annotation found"
+    for title, a in annotations:
+        assert isinstance(a["value"], int | float), title
 
 
 # ---- alarms ---------------------------------------------------------------------------------------------

@@ -19,7 +19,11 @@ def client_error(code, status=400):
             errors.DatabaseTimeout,
         ),
         (psycopg2.errors.AdminShutdown("terminating connection"), errors.DatabaseUnavailable),
-        (psycopg2.errors.ReadOnlySqlTransaction("read-only"), errors.DatabaseUnavailable),
+        (psycopg2.errors.ReadOnlySqlTransaction("read-only"), errors.WriterReadOnly),
+        (
+            psycopg2.OperationalError('connection to server at "h", port 5432 failed: session is read-only'),
+            errors.WriterReadOnly,
+        ),
         (
             psycopg2.OperationalError('FATAL:  password authentication failed for user "a"'),
             errors.AuthenticationFailed,

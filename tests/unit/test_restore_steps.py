@@ -186,7 +186,7 @@ def deps(**changes) -> restore_run.Deps:
 
 def new_request(execution: str = EXECUTION, lease: bool = True) -> Request:
     """A request as validate makes it, holding the restore-test lease (unless told not to)."""
-    request = Request.new(execution, PREFIX, "test", time.time(), None)
+    request = Request(execution, PREFIX, "test", time.time(), None)
     if lease:
         restore_lease.hold_lease(request, deps(), take=True)
     return request
@@ -345,7 +345,7 @@ def test_an_expired_lease_is_taken_over_and_its_owner_stops(env):
     mine = new_request()
     late = time.time() + Backup.LEASE_S + 1  # the first run has not renewed for a whole lease
     d_late = deps(clock=lambda: late)
-    other = Request.new(OTHER, PREFIX, "test", late, None)
+    other = Request(OTHER, PREFIX, "test", late, None)
     restore_lease.hold_lease(other, d_late, take=True)
     assert lease_item()[Table.OWNER]["S"] == OTHER
     with pytest.raises(errors.BackupCheckFailed, match=f"this restore test lost its lease to {OTHER}"):

@@ -16,13 +16,12 @@ from typing import Any
 
 from hapg import aws, errors
 from hapg.config import env_number, env_value
-from hapg.names import Backup, Env, Metric
+from hapg.names import AVAILABLE, Backup, Env, Metric
 from hapg.notify import RESTORE_ACTIONS, ascii_subject, when
 from hapg.telemetry import MetricUnit, child_logger, emit
 
 log = child_logger()
 
-AVAILABLE = "available"
 _PREFIX = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _TABLE = re.compile(r"^([^.\s]+)\.([^\s]+)$")
 PREFIX_MAX = 50  # + "-" + 10-hex run id + "-1" stays under RDS's 63-character identifiers

@@ -8,9 +8,9 @@ from typing import Any
 from hapg import failover, health, outcome, runtime
 from hapg.aurora import AuroraCluster
 from hapg.errors import InvalidInput
-from hapg.history import StateTable
 from hapg.models import FailoverRequest, HistoryRecord
 from hapg.names import Action, Await, Function, OutcomeLog
+from hapg.names import Result as R
 from hapg.planner import Limits
 from hapg.steps import Step, timed
 from hapg.telemetry import child_logger
@@ -28,16 +28,11 @@ def _aurora() -> AuroraCluster:
 
 def deps() -> failover.Deps:
     s = runtime.settings()
-    if not s.state_table:
-        from hapg.errors import ConfigError
-
-        raise ConfigError("STATE_TABLE is required by the failover coordinator")
     return failover.Deps(
         cluster=runtime.port("cluster", _aurora),
-        table=StateTable(s.state_table, s.cluster_id),
+        table=runtime.state_table("the failover coordinator"),
         limits=Limits(max_lag_ms=s.max_lag_ms, cooldown_s=s.cooldown_s, stale_event_s=s.stale_event_s),
         poll_interval_s=s.poll_interval_s,
-        lock_ttl_s=s.lock_ttl_s,
     )
 
 
@@ -67,7 +62,7 @@ def run(step: Step) -> dict[str, Any]:
 
 
 def record(state: dict[str, Any], execution: str, d: failover.Deps, cluster_id: str) -> dict[str, Any]:
-    owner = d.table.lock_owner() if state.get("lock_error") else None
+    owner = d.table.lock_owner() if state.get(R.LOCK_ERROR) else None
     rec = outcome.assess(state, execution, owner, d.clock())
     maintenance = d.table.maintenance()
     if d.table.put(rec):

@@ -21,12 +21,13 @@ from typing import Any
 from psycopg2 import sql
 
 from hapg import errors
+from hapg.names import DB_SCHEMA
 from hapg.pg import query, query_one
 
 COUNT_CAP = 1_000_000  # rows counted per key table in the restore: bounded work on a cold volume
 MAX_TABLES = 2000  # tables carried in the workflow state (256 KB limit); the rest is reported
 DEFAULT_KEY_TABLES = 10
-OWN_SCHEMAS = ("hapg",)  # our bookkeeping (heartbeat, blocked roles): never a default key table
+OWN_SCHEMAS = (DB_SCHEMA,)  # our bookkeeping (heartbeat, blocked roles): never a default key table
 LIST_SHOWN = 5
 
 _SCHEMAS = """

@@ -16,17 +16,16 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from hapg import errors, runtime, telemetry
-from hapg.health import identify
+from hapg.health import BLOCKED_ROLES as BLOCKED
+from hapg.health import blocked_table_exists, identify
 from hapg.models import Endpoint, to_dict
-from hapg.names import Action, Function, Metric
+from hapg.names import DB_SCHEMA, Action, Function, Metric
 from hapg.pg import Database, guarded, query, query_one
 from hapg.steps import Step, timed
 from hapg.telemetry import child_logger
 
 log = child_logger()
 
-SCHEMA = "hapg"
-BLOCKED = sql.Identifier(SCHEMA, "blocked_roles")
 POLL_S = 0.02
 
 # Application roles: can log in, are not superusers, replication or RDS/internal roles, are not us.
@@ -42,7 +41,7 @@ _CREATE = sql.SQL(
        CREATE TABLE IF NOT EXISTS {table} (
          role name PRIMARY KEY, previous_limit int NOT NULL,
          blocked_at timestamptz NOT NULL DEFAULT now(), blocked_by text NOT NULL)"""
-).format(schema=sql.Identifier(SCHEMA), table=BLOCKED)
+).format(schema=sql.Identifier(DB_SCHEMA), table=BLOCKED)
 # keeps the *first* previous limit: a re-run must not record 0 as "previous"
 _REMEMBER = sql.SQL(
     "INSERT INTO {table} (role, previous_limit, blocked_by) VALUES (%s, %s, %s) ON CONFLICT (role) DO NOTHING"
@@ -165,7 +164,7 @@ def restore_connections(db: Database) -> RestoreResult:
     """On the current writer: put every blocked role back to its previous limit, then verify."""
     with db.session(db.settings.writer, target_session_attrs="read-write") as conn:
         _, writer, _ = identify(conn)
-        if query_one(conn, "SELECT to_regclass(%s)", (f"{SCHEMA}.blocked_roles",))[0] is None:
+        if not blocked_table_exists(conn):
             return RestoreResult((), True, writer)
         conn.autocommit = False
         with conn:
@@ -189,14 +188,6 @@ def _verify_restored(conn, expected: dict[str, int]) -> None:
         raise errors.VerificationFailed(
             f"connection block not undone: {left} row(s) left, roles still limited: {wrong}"
         )
-
-
-def blocked_roles(db: Database) -> list[str]:
-    """Roles still blocked on the writer (the health checker reports these)."""
-    with db.session(db.settings.writer, target_session_attrs="read-write") as conn:
-        if query_one(conn, "SELECT to_regclass(%s)", (f"{SCHEMA}.blocked_roles",))[0] is None:
-            return []
-        return [r for (r,) in query(conn, sql.SQL("SELECT role FROM {t} ORDER BY role").format(t=BLOCKED))]
 
 
 ACTIONS = (Action.DRAIN, Action.RESTORE)

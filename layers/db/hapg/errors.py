@@ -23,6 +23,10 @@ class DatabaseUnavailable(RetryableError):
     """Could not connect, or the connection broke."""
 
 
+class WriterReadOnly(DatabaseUnavailable):
+    """The writer endpoint reached a node in recovery or read-only (DNS not yet moved after a failover)."""
+
+
 class DatabaseTimeout(RetryableError):
     """A connect or statement exceeded its deadline."""
 

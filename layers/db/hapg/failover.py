@@ -14,8 +14,8 @@ from typing import Any
 from hapg import errors
 from hapg.aurora import ClusterPort
 from hapg.history import StateTable
-from hapg.models import AVAILABLE, ClusterSnapshot, FailoverRequest, to_dict
-from hapg.names import Timing
+from hapg.models import ClusterSnapshot, FailoverRequest, to_dict
+from hapg.names import AVAILABLE, Timing
 from hapg.planner import Limits, Situation, plan
 from hapg.telemetry import child_logger
 from hapg.triggers import parse_trigger
@@ -32,7 +32,6 @@ class Deps:
     limits: Limits
     clock: Callable[[], float] = time.time
     poll_interval_s: float = 1.0
-    lock_ttl_s: float = Timing.LOCK_TTL_S
 
 
 def validate(raw: Any, execution: str, cluster_id: str, now: float, lock_ttl_s: float) -> dict[str, Any]:

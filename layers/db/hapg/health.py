@@ -15,15 +15,15 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from hapg import errors
-from hapg.models import ConnectionStats, HealthReport, HealthRequest, ReplicaLag
-from hapg.names import HealthMode, Metric
+from hapg.models import ConnectionStats, HealthReport, HealthRequest, ReplicaLag, max_known_lag
+from hapg.names import DB_SCHEMA, HealthMode, Metric
 from hapg.pg import Database, guarded, open_connection, query, query_one
 from hapg.telemetry import MetricUnit, child_logger, emit, emit_per_instance, metrics
 
 log = child_logger()
 
-SCHEMA = "hapg"
-HEARTBEAT = sql.Identifier(SCHEMA, "heartbeat")
+HEARTBEAT = sql.Identifier(DB_SCHEMA, "heartbeat")
+BLOCKED_ROLES = sql.Identifier(DB_SCHEMA, "blocked_roles")  # written by hapg.drain; it replicates
 
 _IS_AURORA = "SELECT to_regproc('aurora_replica_status') IS NOT NULL"
 _AURORA_IDENTITY = "SELECT aurora_db_instance_identifier()::text, pg_is_in_recovery()"
@@ -62,7 +62,7 @@ _CREATE = sql.SQL(
        CREATE TABLE IF NOT EXISTS {table} (
          id int PRIMARY KEY CHECK (id = 1), beat_at timestamptz NOT NULL, token text NOT NULL,
          writer text NOT NULL, xact_total bigint NOT NULL, sampled_at timestamptz NOT NULL)"""
-).format(schema=sql.Identifier(SCHEMA), table=HEARTBEAT)
+).format(schema=sql.Identifier(DB_SCHEMA), table=HEARTBEAT)
 # One round trip: upsert the heartbeat and return the previous TPS sample (CTE sees the old row).
 _BEAT = sql.SQL(
     """WITH prev AS (SELECT writer, xact_total, sampled_at FROM {table} WHERE id = 1)
@@ -96,6 +96,7 @@ class WriterProbe:
     replicas: list[ReplicaLag] = field(default_factory=list)
     connections: ConnectionStats | None = None
     tps: float | None = None
+    blocked: list[str] = field(default_factory=list)  # application roles a drain left blocked
 
 
 @dataclass
@@ -125,10 +126,22 @@ def probe_writer(db: Database) -> WriterProbe:
             out.write_ms, out.tps = _beat(conn, out.instance, out.token)
             out.replicas = _replicas(conn, aurora)
             out.connections = ConnectionStats(*query_one(conn, _CONNECTIONS))
+            out.blocked = blocked_roles(conn)
     except errors.HapgError as exc:
         out.error = str(exc)
-        out.read_only = any(s in out.error for s in ("read-only", "hot standby"))
+        out.read_only = isinstance(exc, errors.WriterReadOnly)
     return out
+
+
+def blocked_table_exists(conn) -> bool:
+    return query_one(conn, "SELECT to_regclass(%s)", (f"{DB_SCHEMA}.blocked_roles",))[0] is not None
+
+
+def blocked_roles(conn) -> list[str]:
+    """Roles the drainer blocked (CONNECTION LIMIT 0) that no restore has put back yet."""
+    if not blocked_table_exists(conn):
+        return []
+    return [r for (r,) in query(conn, sql.SQL("SELECT role FROM {t} ORDER BY role").format(t=BLOCKED_ROLES))]
 
 
 def replica_lags(db: Database) -> dict[str, float | None]:
@@ -199,6 +212,11 @@ def judge(writer: WriterProbe, reader: ReaderProbe, max_lag_ms: float, expect: E
     problems = []
     if reader.error:
         problems.append(f"reader endpoint failed: {reader.error}")
+    if writer.blocked:
+        problems.append(
+            f"application role(s) {', '.join(writer.blocked)} still blocked on {writer.instance} by a drain "
+            "(expected during a switchover; otherwise undo it: runbook section 5, step 3)"
+        )
     if reader.saw_token is False:
         problems.append(f"reader {reader.instance} did not see the write probe in time")
     lagging = [r for r in writer.replicas if r.lag_ms is None or r.lag_ms > max_lag_ms]
@@ -209,8 +227,8 @@ def judge(writer: WriterProbe, reader: ReaderProbe, max_lag_ms: float, expect: E
         problems.append(f"{len(writer.replicas)} of {expect.replicas} replicas are replicating")
     if problems:
         return True, False, "; ".join(problems)
-    lags = [r.lag_ms for r in writer.replicas if r.lag_ms is not None]
-    lag_text = f", max lag {max(lags):.0f} ms" if lags else ""
+    most = max_known_lag(writer.replicas)
+    lag_text = f", max lag {most:.0f} ms" if most is not None else ""
     return (
         True,
         True,
@@ -263,7 +281,6 @@ def check_health(
             if writer_ok and reason.startswith("healthy")
             else (f"{reason}; RDS Proxy failed: {proxy.error}")
         )
-    lags = [r.lag_ms for r in writer.replicas if r.lag_ms is not None]
     report = HealthReport(
         mode=mode,
         healthy=healthy,
@@ -275,11 +292,11 @@ def check_health(
         reader_instance=reader.instance,
         writer_stale=writer.read_only or bool(expect.writer and writer.instance and writer.instance != expect.writer),
         replicas=tuple(writer.replicas),
-        max_lag_ms=max(lags) if lags else None,
         connections=writer.connections,
         tps=writer.tps,
         proxy_ok=None if proxy is None else proxy.error is None,
         proxy_latency_ms=proxy.latency_ms if proxy else None,
+        blocked_roles=tuple(writer.blocked),
         elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     log.info("health verdict", extra={"healthy": healthy, "reason": reason, "mode": mode})

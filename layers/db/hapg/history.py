@@ -66,7 +66,7 @@ class StateTable:
     def client(self) -> Any:
         return self._client or aws.client("dynamodb")
 
-    def _key(self, prefix: str, sk: str) -> dict[str, Any]:
+    def key(self, prefix: str, sk: str) -> dict[str, Any]:
         return {Table.PK: {"S": f"{prefix}{self.cluster_id}"}, Table.SK: {"S": sk}}
 
     @staticmethod
@@ -121,17 +121,17 @@ class StateTable:
     # -- lock and control -----------------------------------------------------------------
     def lock_owner(self, now: float | None = None) -> str | None:
         """The execution holding the failover lock, or None when free or expired."""
-        item = self._get(Table.LOCK_PREFIX, Table.LOCK_SK)
+        item = self.item(Table.LOCK_PREFIX, Table.LOCK_SK)
         if not item:
             return None
         expires = float(item.get(Table.TTL, 0))
         return item.get(Table.OWNER) if expires > (now or time.time()) else None
 
     def maintenance(self) -> bool:
-        item = self._get(Table.CONTROL_PREFIX, Table.MAINTENANCE_SK)
+        item = self.item(Table.CONTROL_PREFIX, Table.MAINTENANCE_SK)
         return bool(item and item.get("enabled"))
 
-    def _get(self, prefix: str, sk: str) -> dict[str, Any] | None:
+    def item(self, prefix: str, sk: str) -> dict[str, Any] | None:
         with aws.call("dynamodb:GetItem"):
-            resp = self.client.get_item(TableName=self.table_name, Key=self._key(prefix, sk), ConsistentRead=True)
+            resp = self.client.get_item(TableName=self.table_name, Key=self.key(prefix, sk), ConsistentRead=True)
         return self._deserialize(resp["Item"]) if "Item" in resp else None

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hapg.errors import InvalidInput
+from hapg.names import AVAILABLE
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ def from_fields(cls: type, data: dict[str, Any]) -> Any:
 
 
 # -- health ---------------------------------------------------------------------------------
+def max_known_lag(replicas: tuple[ReplicaLag, ...] | list[ReplicaLag]) -> float | None:
+    lags = [r.lag_ms for r in replicas if r.lag_ms is not None]
+    return max(lags) if lags else None
+
+
 @dataclass(frozen=True)
 class ReplicaLag:
     instance_id: str
@@ -86,16 +92,21 @@ class HealthReport:
     reader_instance: str | None
     writer_stale: bool = False  # the writer endpoint does not (yet) reach the expected writer
     replicas: tuple[ReplicaLag, ...] = ()
-    max_lag_ms: float | None = None
     connections: ConnectionStats | None = None
     tps: float | None = None
     proxy_ok: bool | None = None  # None: no RDS Proxy configured
     proxy_latency_ms: float | None = None
+    blocked_roles: tuple[str, ...] = ()  # application roles a drain left blocked on the writer
     elapsed_ms: float = 0.0
-    checks: tuple[str, ...] = ()  # one line per check, in order, for the timeline
+
+    @property
+    def max_lag_ms(self) -> float | None:
+        """The largest known replica lag (None: no replica, or none with a known lag)."""
+        return max_known_lag(self.replicas)
 
     def to_dict(self) -> dict[str, Any]:
         out = to_dict(self)
+        out["max_lag_ms"] = self.max_lag_ms
         if self.connections:
             out["connections"]["total"] = self.connections.total
             out["connections"]["percent_of_max"] = self.connections.percent_of_max
@@ -146,7 +157,6 @@ class HealthRequest:
 
 
 # -- cluster and failover -------------------------------------------------------------------
-AVAILABLE = "available"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,16 @@ tests/template and tests/statemachine check that they agree.
 PROJECT = "HA-PostgreSQL-Database"
 DB_NAME = "financialdb"
 APP_NAME_PREFIX = "hapg"  # application_name of every session we open: hapg-<function>
+DB_SCHEMA = "hapg"  # our bookkeeping in the database: heartbeat (health), blocked_roles (drain)
+AVAILABLE = "available"  # RDS status of a usable cluster, instance or snapshot
+
+
+class SecretStage:
+    """Secrets Manager version stages."""
+
+    CURRENT = "AWSCURRENT"
+    PENDING = "AWSPENDING"
+    PREVIOUS = "AWSPREVIOUS"
 
 
 class Env:
@@ -219,7 +229,37 @@ class Outcome:
     REFUSED = "refused"
     SKIPPED = "skipped"
     FAILED = "failed"
-    PLANNED = "planned"  # preflight
+
+
+class Result:
+    """Where each workflow step leaves its result in the execution state ($.<key>): the ASL writes
+    these keys (ResultPath, Catch), the record steps read them back."""
+
+    REQUEST = "request"
+    PLAN = "plan"
+    DRAIN = "drain"
+    PROMOTE = "promote"
+    STATUS = "status"
+    REPLICAS = "replicas"
+    RESTORE = "restore"
+    VERIFY = "verify"
+    UNDO = "undo"
+    REPORT = "report"
+    ERROR = "error"
+    LOCK_ERROR = "lock_error"
+    RESTORE_ERROR = "restore_error"
+    RELEASE_ERROR = "release_error"
+    RECORD_ERROR = "record_error"
+    NOTIFY_ERROR = "notify_error"
+    SWEEP = "sweep"
+    PREPARE = "prepare"
+    CLEANUP = "cleanup"
+    CLEANUP_ERROR = "cleanup_error"
+
+    @staticmethod
+    def path(key: str, *fields: str) -> str:
+        """The JSONPath of `key` (and a field inside it): path(PLAN, "target") == "$.plan.target"."""
+        return "$." + ".".join((key, *fields))
 
 
 class RdsEvent:
@@ -267,6 +307,7 @@ class State:
     RESULT = "Result"
     DONE = "Done"
     FAILED = "FailoverFailed"
+    FAILED_ERROR = "FailoverFailed"  # the Fail state's Error: what a failed execution reports as its error
 
 
 class Sub:
@@ -340,3 +381,4 @@ class BackupState:
     RESULT = "Result"
     DONE = "Done"
     FAILED = "RestoreTestFailed"
+    FAILED_ERROR = "RestoreTestFailed"  # the Fail state's Error: what a failed execution reports as its error

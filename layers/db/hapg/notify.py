@@ -11,6 +11,7 @@ from typing import Any
 
 from hapg.models import HistoryRecord
 from hapg.names import Mode, Outcome
+from hapg.names import Result as R
 
 SUBJECT_MAX = 99
 RUNBOOK = "docs/runbook.md"
@@ -70,7 +71,7 @@ def when(epoch: float) -> str:
 
 
 def compose(record: HistoryRecord, state: dict[str, Any], cluster_id: str, maintenance: bool) -> tuple[str, str]:
-    request = state.get("request") or {}
+    request = state.get(R.REQUEST) or {}
     lines = [
         f"Outcome:      {record.outcome.upper()}",
         f"What:         {_WHAT.get(record.mode, record.mode)}",
@@ -84,7 +85,7 @@ def compose(record: HistoryRecord, state: dict[str, Any], cluster_id: str, maint
         phases = ", ".join(f"{k} {_ms(v)}" for k, v in record.phases_ms.items() if k != "total")
         lines.append(f"Phases:       {phases or '-'}")
         lines.append(f"Total:        {_ms(record.phases_ms.get('total'))}")
-    plan_reason = (state.get("plan") or {}).get("reason")
+    plan_reason = (state.get(R.PLAN) or {}).get("reason")
     if plan_reason and plan_reason != record.reason:
         lines.append(f"Plan:         {plan_reason}")
     lines += _details(state)
@@ -104,7 +105,7 @@ def _trigger(record: HistoryRecord, request: dict[str, Any]) -> str:
 
 def _details(state: dict[str, Any]) -> list[str]:
     out = []
-    drain = state.get("drain")
+    drain = state.get(R.DRAIN)
     if drain:
         out.append(f"Drain:        {drain.get('reason') or ('reachable' if drain.get('reachable') else 'unreachable')}")
     for key, label in (("restore", "Unblocked:   "), ("undo", "Undo:        ")):
@@ -112,7 +113,7 @@ def _details(state: dict[str, Any]) -> list[str]:
         if restore:
             roles = ", ".join(restore.get("restored") or []) or "nothing was blocked"
             out.append(f"{label} {roles} (verified: {'yes' if restore.get('verified') else 'no'})")
-    verify = state.get("verify")
+    verify = state.get(R.VERIFY)
     if verify:
         out.append(f"Verify:       {verify.get('reason')}")
     for key, label in (("restore_error", "Undo error"), ("notify_error", "Notify error")):

@@ -8,6 +8,7 @@ from typing import Any
 
 from hapg.models import HistoryRecord
 from hapg.names import Decision, Kind, Metric, Mode, Outcome
+from hapg.names import Result as R
 from hapg.notify import compose
 from hapg.telemetry import MetricUnit, emit
 
@@ -24,12 +25,12 @@ def error_text(err: Any) -> str | None:
 
 def assess(state: dict[str, Any], execution: str, lock_owner: str | None, now: float) -> HistoryRecord:
     """Pure: what happened in this execution, as one history record."""
-    request = state.get("request") or {}
-    plan = state.get("plan") or {}
+    request = state.get(R.REQUEST) or {}
+    plan = state.get(R.PLAN) or {}
     kind = request.get("kind", Kind.EVENT)
     mode = plan.get("mode") or (Mode.AURORA if kind == Kind.EVENT else Mode.SWITCHOVER)
-    error = error_text(state.get("error"))
-    if state.get("lock_error"):
+    error = error_text(state.get(R.ERROR))
+    if state.get(R.LOCK_ERROR):
         holder = lock_owner.rsplit(":", 1)[-1] if lock_owner else "another execution"
         outcome = Outcome.SKIPPED if kind == Kind.EVENT else Outcome.REFUSED
         reason = f"{holder} holds the failover lock; nothing done"
@@ -42,7 +43,7 @@ def assess(state: dict[str, Any], execution: str, lock_owner: str | None, now: f
     else:
         outcome = Outcome.VERIFIED if plan.get("decision") == Decision.VERIFY_ONLY else Outcome.SUCCEEDED
         reason = plan.get("reason", "")
-    status = state.get("replicas") or state.get("status") or {}
+    status = state.get(R.REPLICAS) or state.get(R.STATUS) or {}
     return HistoryRecord(
         execution=execution,
         kind=kind,
@@ -52,7 +53,7 @@ def assess(state: dict[str, Any], execution: str, lock_owner: str | None, now: f
         started_at=float(request.get("started_at") or now),
         finished_at=now,
         old_writer=plan.get("old_writer"),
-        new_writer=status.get("writer") or (state.get("verify") or {}).get("writer_instance"),
+        new_writer=status.get("writer") or (state.get(R.VERIFY) or {}).get("writer_instance"),
         event_id=request.get("event_id"),
         event_code=request.get("event_code"),
         event_time=request.get("event_time"),
@@ -67,18 +68,18 @@ def phases(state: dict[str, Any], now: float) -> dict[str, float]:
     def span(start: float | None, end: float | None) -> float | None:
         return round((end - start) * 1000, 1) if start and end and end >= start else None
 
-    for name in ("drain", "restore", "undo"):
+    for name in (R.DRAIN, R.RESTORE, R.UNDO):  # phase names in the history are the result keys
         timing = (state.get(name) or {}).get("timing") or {}
         out[name] = span(timing.get("started_at"), timing.get("finished_at"))
-    promote = state.get("promote") or {}
+    promote = state.get(R.PROMOTE) or {}
     # the promote step's own first check may already have seen the new writer (no CheckPromotion then)
-    status = state.get("status") or (promote if promote.get("complete") else {})
+    status = state.get(R.STATUS) or (promote if promote.get("complete") else {})
     status_end = (status.get("timing") or {}).get("finished_at")
     # our promote (call -> writer up), or the wait for Aurora's own failover
     out["promote" if promote.get("called", True) else "aurora"] = span(promote.get("started_at"), status_end)
-    verify = state.get("verify") or {}
+    verify = state.get(R.VERIFY) or {}
     out["verify"] = verify.get("elapsed_ms")
-    out["total"] = span((state.get("request") or {}).get("started_at"), now)
+    out["total"] = span((state.get(R.REQUEST) or {}).get("started_at"), now)
     return {k: v for k, v in out.items() if v is not None}
 
 

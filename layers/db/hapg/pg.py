@@ -31,9 +31,12 @@ _UNAVAILABLE = (
     psycopg2.errors.AdminShutdown,
     psycopg2.errors.CrashShutdown,
     psycopg2.errors.CannotConnectNow,
-    psycopg2.errors.ReadOnlySqlTransaction,
     psycopg2.errors.IdleSessionTimeout,
 )
+
+
+# libpq refusing a standby under target_session_attrs=read-write (PG 14+ wording, then PG <= 13)
+_READ_ONLY_CONNECT = ("session is read-only", "server is in hot standby mode", "could not make a writable connection")
 
 
 class DeadlineConnection(ext.connection):
@@ -64,6 +67,19 @@ def _wait_with_deadline(conn: ext.connection) -> None:
 ext.set_wait_callback(_wait_with_deadline)
 
 
+def _kind(exc: BaseException, first: str) -> type[errors.HapgError] | None:
+    operational = isinstance(exc, psycopg2.OperationalError)
+    if isinstance(exc, psycopg2.errors.ReadOnlySqlTransaction) or (
+        operational and any(s in first for s in _READ_ONLY_CONNECT)
+    ):
+        return errors.WriterReadOnly
+    if operational and ("password authentication failed" in first or "PAM authentication failed" in first):
+        return errors.AuthenticationFailed
+    if operational or isinstance(exc, (*_UNAVAILABLE, psycopg2.InterfaceError)):
+        return errors.DatabaseUnavailable
+    return None
+
+
 def translate(exc: BaseException, where: str) -> errors.HapgError:
     """Driver error -> our hierarchy. Messages carry the endpoint, never credentials."""
     if isinstance(exc, errors.HapgError):
@@ -71,12 +87,11 @@ def translate(exc: BaseException, where: str) -> errors.HapgError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, psycopg2.errors.QueryCanceled):
         return errors.DatabaseTimeout(f"{where}: statement timed out")
-    if isinstance(exc, (*_UNAVAILABLE, psycopg2.InterfaceError)):
-        return errors.DatabaseUnavailable(f"{where}: {first}")
-    if isinstance(exc, psycopg2.OperationalError):
-        if "password authentication failed" in first or "PAM authentication failed" in first:
-            return errors.AuthenticationFailed(f"{where}: authentication failed")
-        return errors.DatabaseUnavailable(f"{where}: {first}")
+    kind = _kind(exc, first)
+    if kind is errors.AuthenticationFailed:
+        return kind(f"{where}: authentication failed")
+    if kind is not None:
+        return kind(f"{where}: {first}")
     return errors.DatabaseError(f"{where}: {type(exc).__name__}: {first}")
 
 

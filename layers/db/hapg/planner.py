@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hapg.models import ClusterSnapshot, FailoverRequest, HistoryRecord, Member, Plan
-from hapg.names import Decision, Kind, Mode, Outcome
+from hapg.names import AVAILABLE, Decision, Kind, Mode, Outcome
 
 HANDLED = (Outcome.SUCCEEDED, Outcome.VERIFIED)
 IN_TRANSITION = ("failing-over", "modifying", "rebooting", "upgrading", "maintenance")
@@ -51,7 +51,7 @@ def _plan_switchover(s: Situation) -> Plan:
 
     if s.maintenance and not request.force:
         return refuse("automation is paused (maintenance mode); set force=true to switch over anyway")
-    if snapshot.status != "available":
+    if snapshot.status != AVAILABLE:
         return refuse(f"cluster {snapshot.cluster_id} is {snapshot.status}, not available")
     if writer is None or not writer.available:
         state = "has no writer" if writer is None else f"writer {writer.instance_id} is {writer.status}"

@@ -26,7 +26,8 @@ from hapg import errors
 from hapg.backups import epoch, latest_automated, same_key
 from hapg.dbprofile import RestoredProfile, SourceProfile, capture_restored, capture_source, compare, database_exists
 from hapg.models import Credentials, require_mapping
-from hapg.names import Backup, Function, Metric, Outcome
+from hapg.names import AVAILABLE, Backup, Function, Metric, Outcome
+from hapg.names import Result as R
 from hapg.pg import guarded, open_connection
 from hapg.restore_lease import hold_lease, release_lease
 from hapg.restore_port import RestorePort, RestoreSpec, tags_of
@@ -36,7 +37,6 @@ from hapg.telemetry import MetricUnit, child_logger, emit
 
 log = child_logger()
 
-AVAILABLE = "available"
 DELETING = "deleting"
 LOGIN_RETRY_S = 5.0
 MAX_COPIED_TAGS = 40  # RDS allows 50 tags; ours take 2
@@ -73,7 +73,7 @@ def validate(raw: Any, execution: Any, deps: Deps) -> dict[str, Any]:
     reason, snapshot_id = parse_input(raw)
     if snapshot_id is not None:
         _check_named_snapshot(snapshot_id, deps)
-    request = Request.new(execution, deps.settings.prefix, reason, deps.clock(), snapshot_id)
+    request = Request(execution, deps.settings.prefix, reason, deps.clock(), snapshot_id)
     hold_lease(request, deps, take=True)
     log.info("restore test requested", extra={"run": request.run_id, "snapshot": snapshot_id, "reason": reason})
     return {"request": request.to_dict(), "sweep": {"found": [], "remaining": [], "gone": False}}
@@ -364,7 +364,7 @@ def record(state: Any, execution: Any, deps: Deps) -> dict[str, Any]:
         raise errors.InvalidInput("record: execution is required")
     now = deps.clock()
     summary = assess(state, now)
-    request = state.get("request") or {}
+    request = state.get(R.REQUEST) or {}
     cluster_id = deps.settings.cluster_id
     first = put_history(summary, execution, deps)
     if request.get("execution") == execution:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hapg import aws, errors
+from hapg.history import StateTable
 from hapg.names import Backup, Table
 from hapg.notify import when
 from hapg.restore_run import Deps, Request
@@ -18,11 +19,12 @@ from hapg.telemetry import child_logger
 log = child_logger()
 
 
+def _state(deps: Deps) -> StateTable:
+    return StateTable(deps.settings.state_table or "", deps.settings.cluster_id, deps.dynamodb())
+
+
 def _lease_key(deps: Deps) -> dict[str, Any]:
-    return {
-        Table.PK: {"S": f"{Table.RESTORE_PREFIX}{deps.settings.cluster_id}"},
-        Table.SK: {"S": Backup.LEASE_SK},
-    }
+    return _state(deps).key(Table.RESTORE_PREFIX, Backup.LEASE_SK)
 
 
 def hold_lease(request: Request, deps: Deps, *, take: bool = False) -> None:
@@ -68,14 +70,8 @@ def hold_lease(request: Request, deps: Deps, *, take: bool = False) -> None:
 
 
 def _lease_holder(deps: Deps) -> tuple[str | None, float]:
-    with aws.call("dynamodb:GetItem"):
-        item = (
-            deps.dynamodb()
-            .get_item(TableName=deps.settings.state_table, Key=_lease_key(deps), ConsistentRead=True)
-            .get("Item")
-            or {}
-        )
-    return (item.get(Table.OWNER) or {}).get("S"), float((item.get(Table.TTL) or {}).get("N") or 0)
+    item = _state(deps).item(Table.RESTORE_PREFIX, Backup.LEASE_SK) or {}
+    return item.get(Table.OWNER), float(item.get(Table.TTL) or 0)
 
 
 def release_lease(request: Request, deps: Deps) -> None:

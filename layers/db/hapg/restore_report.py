@@ -8,6 +8,7 @@ from typing import Any
 from hapg import errors
 from hapg.history import HISTORY_RETENTION_S, StateTable
 from hapg.names import Outcome, Table
+from hapg.names import Result as R
 from hapg.notify import RESTORE_ACTIONS, ascii_subject, when
 from hapg.outcome import error_text
 from hapg.restore_run import Deps
@@ -18,14 +19,14 @@ log = child_logger()
 
 def assess(state: dict[str, Any], now: float) -> dict[str, Any]:
     """Pure: the outcome of a restore test from its accumulated workflow state."""
-    request = state.get("request") or {}
-    prepare_out = state.get("prepare") or {}
-    restore_out = state.get("restore") or {}
-    status_out = state.get("status") or {}
-    verify_out = state.get("verify") or {}
+    request = state.get(R.REQUEST) or {}
+    prepare_out = state.get(R.PREPARE) or {}
+    restore_out = state.get(R.RESTORE) or {}
+    status_out = state.get(R.STATUS) or {}
+    verify_out = state.get(R.VERIFY) or {}
     snapshot = prepare_out.get("snapshot") or {}
     verified = bool(verify_out.get("ok"))
-    failure, cleanup_failure = error_text(state.get("error")), error_text(state.get("cleanup_error"))
+    failure, cleanup_failure = error_text(state.get(R.ERROR)), error_text(state.get(R.CLEANUP_ERROR))
     if failure:
         outcome, reason = Outcome.FAILED, failure
     elif cleanup_failure:
@@ -50,8 +51,8 @@ def assess(state: dict[str, Any], now: float) -> dict[str, Any]:
         "snapshot_age_hours": round((started_at - float(snapshot_at)) / 3600, 2) if snapshot_at else None,
         "restore_seconds": restore_s,
         "total_seconds": round(now - started_at, 1),
-        "leftovers_removed": list((state.get("sweep") or {}).get("found") or []),
-        "cleaned_up": bool((state.get("cleanup") or {}).get("gone")) and not cleanup_failure,
+        "leftovers_removed": list((state.get(R.SWEEP) or {}).get("found") or []),
+        "cleaned_up": bool((state.get(R.CLEANUP) or {}).get("gone")) and not cleanup_failure,
         "figures": verify_out.get("figures") or {},
         "started_at": started_at,
         "finished_at": now,

@@ -37,53 +37,54 @@ class Deps:
 class Request:
     """One restore test, as `validate` returned it. Ids are derived from the execution, never chosen."""
 
-    run_id: str
-    cluster_id: str
-    instance_id: str
     execution: str
+    prefix: str
     reason: str
     started_at: float
     snapshot_id: str | None = None
 
-    @classmethod
-    def new(cls, execution: str, prefix: str, reason: str, started_at: float, snapshot_id: str | None) -> Request:
-        run_id = hashlib.sha256(execution.encode()).hexdigest()[:10]
-        return cls(run_id, f"{prefix}-{run_id}", f"{prefix}-{run_id}-1", execution, reason, started_at, snapshot_id)
+    @property
+    def run_id(self) -> str:
+        return hashlib.sha256(self.execution.encode()).hexdigest()[:10]
+
+    @property
+    def cluster_id(self) -> str:
+        return f"{self.prefix}-{self.run_id}"
+
+    @property
+    def instance_id(self) -> str:
+        return f"{self.cluster_id}-1"
 
     @classmethod
     def from_dict(cls, data: Any, prefix: str) -> Request:
+        """The ids in `data` are for people reading the execution; they must match the derived ones."""
         data = require_mapping(data, "request")
         try:
             req = cls(
-                run_id=str(data["run_id"]),
-                cluster_id=str(data["cluster_id"]),
-                instance_id=str(data["instance_id"]),
                 execution=str(data["execution"]),
+                prefix=prefix,
                 reason=str(data.get("reason") or ""),
                 started_at=float(data["started_at"]),
                 snapshot_id=data.get("snapshot_id"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.InvalidInput(f"request is malformed: {type(exc).__name__}: {exc}") from exc
-        expected = cls.new(req.execution, prefix, req.reason, req.started_at, req.snapshot_id)
-        if (req.run_id, req.cluster_id, req.instance_id) != (
-            expected.run_id,
-            expected.cluster_id,
-            expected.instance_id,
-        ):
+        derived = req.to_dict()
+        if any(data.get(k, derived[k]) != derived[k] for k in _DERIVED):
             raise errors.InvalidInput("request identifiers do not belong to its execution")
         return req
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id,
-            "cluster_id": self.cluster_id,
-            "instance_id": self.instance_id,
+            **{k: getattr(self, k) for k in _DERIVED},
             "execution": self.execution,
             "reason": self.reason,
             "started_at": self.started_at,
             "snapshot_id": self.snapshot_id,
         }
+
+
+_DERIVED = ("run_id", "cluster_id", "instance_id")
 
 
 def parse_input(raw: Any) -> tuple[str, str | None]:

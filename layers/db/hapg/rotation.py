@@ -330,12 +330,7 @@ def _finish(ctx: _Context) -> StepResult:
 
 # -- entry point -------------------------------------------------------------------------------------------
 def _lock_owner() -> str | None:
-    from hapg.history import StateTable
-
-    s = runtime.settings()
-    if not s.state_table:
-        raise errors.ConfigError("STATE_TABLE is required by secret_rotation (it reads the failover lock)")
-    return StateTable(s.state_table, s.cluster_id).lock_owner()
+    return runtime.state_table("secret_rotation (it reads the failover lock)").lock_owner()
 
 
 def deps() -> Deps:

@@ -14,9 +14,9 @@ from typing import Any
 
 from hapg import errors
 from hapg.config import DbSettings
-from hapg.names import Rotation
+from hapg.names import Rotation, SecretStage
 
-CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
+CURRENT, PENDING, PREVIOUS = SecretStage.CURRENT, SecretStage.PENDING, SecretStage.PREVIOUS
 ENGINES = ("postgres", "aurora-postgresql")
 MIN_PASSWORD = 16
 MAX_PASSWORD = 128  # RDS's limit for master passwords

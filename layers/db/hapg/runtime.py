@@ -27,6 +27,18 @@ def database(app: str) -> Database:
     return Database(s.db, secrets.credentials_provider(s.db.secret_arn, s.secret_cache_s), app)
 
 
+def state_table(required_by: str) -> Any:
+    """This cluster's hapg.history.StateTable; ConfigError when STATE_TABLE is not set."""
+    s = settings()
+    if not s.state_table:
+        from hapg.errors import ConfigError
+
+        raise ConfigError(f"STATE_TABLE is required by {required_by}")
+    from hapg.history import StateTable
+
+    return StateTable(s.state_table, s.cluster_id)
+
+
 def proxy_credentials() -> Any:
     """The credentials provider for RDS Proxy (a port: IAM tokens on AWS), None without a proxy."""
     return port("proxy_credentials", _iam_proxy_credentials)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from hapg import aws, errors
+from hapg import aws, errors, secrets
 from hapg.names import Rotation
 from hapg.rotation_rules import CURRENT, PENDING
 
@@ -31,21 +31,10 @@ class SecretStore:
 
     def value(self, secret_id: str, stage: str, version: str | None = None) -> dict[str, Any] | None:
         """The JSON value under `stage` (and `version`), None when there is none."""
-        kwargs = {"SecretId": secret_id, "VersionStage": stage, **({"VersionId": version} if version else {})}
         try:
-            with aws.call("secretsmanager:GetSecretValue"):
-                raw = self.client.get_secret_value(**kwargs).get("SecretString")
-        except errors.AwsRequestFailed as exc:
-            if aws.error_code(exc) == "ResourceNotFoundException":
-                return None
-            raise
-        try:
-            value = json.loads(raw) if raw is not None else None
-        except ValueError:
-            value = None
-        if not isinstance(value, dict):  # never echo the text: it may be a bare password
-            raise errors.RotationError(f"{stage} value of secret {secret_id} is not a JSON object")
-        return value
+            return secrets.value_at(secret_id, stage, version, self.client)
+        except errors.ConfigError as exc:
+            raise errors.RotationError(str(exc)) from exc
 
     def random_password(self) -> str:
         with aws.call("secretsmanager:GetRandomPassword"):

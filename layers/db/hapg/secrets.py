@@ -9,6 +9,7 @@ from typing import Any
 
 from hapg import aws, errors
 from hapg.models import Credentials, Endpoint
+from hapg.names import SecretStage
 
 
 @cache
@@ -41,20 +42,32 @@ def fetch(secret_id: str, *, max_age: int = 300, refresh: bool = False) -> dict[
     return value
 
 
-def fetch_pending(secret_id: str) -> dict[str, Any] | None:
-    """The AWSPENDING value, or None when no rotation is in progress. Never cached."""
+def value_at(secret_id: str, stage: str, version: str | None = None, client: Any = None) -> dict[str, Any] | None:
+    """The JSON object under `stage` (and `version`), None when there is none. Never cached. A value
+    that is not a JSON object raises ConfigError without being quoted: it may be a bare password."""
+    kwargs = {"SecretId": secret_id, "VersionStage": stage, **({"VersionId": version} if version else {})}
     try:
         with aws.call("secretsmanager:GetSecretValue"):
-            raw = aws.client("secretsmanager").get_secret_value(SecretId=secret_id, VersionStage="AWSPENDING")
+            raw = (client or aws.client("secretsmanager")).get_secret_value(**kwargs).get("SecretString")
     except errors.AwsRequestFailed as exc:
         if aws.error_code(exc) == "ResourceNotFoundException":
             return None
         raise
     try:
-        value = json.loads(raw["SecretString"])
-    except (KeyError, TypeError, ValueError):
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise errors.ConfigError(f"{stage} value of secret {secret_id} is not a JSON object")
+    return value
+
+
+def fetch_pending(secret_id: str) -> dict[str, Any] | None:
+    """The AWSPENDING value, or None when no rotation is in progress (or its value is unusable)."""
+    try:
+        return value_at(secret_id, SecretStage.PENDING)
+    except errors.ConfigError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 def credentials_provider(secret_id: str, max_age: int = 300) -> Callable[[int], Credentials | None]:
